@@ -1,0 +1,2 @@
+"""Placeholder: being written."""
+StyleGAN2Generator = None
