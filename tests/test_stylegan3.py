@@ -281,3 +281,19 @@ def test_lowpass_design_matches_scipy():
         f = f * np.outer(w, w)
         assert np.abs(radial_lowpass(n, cutoff, width, fs) - f / f.sum()).max() < 1e-13
     assert design_lowpass_filter(1, 2.0, 4.0, 16) is None
+
+
+@pytest.mark.parametrize("config, channels", [
+    (dict(channel_base=32768, channel_max=512), [512] * 7 + [323, 203, 128, 81, 51, 32, 32, 3]),
+    (dict(channel_base=65536, channel_max=1024, conv_kernel=1, use_radial_filters=True),
+     [1024] * 7 + [645, 406, 256, 161, 102, 64, 64, 3]),
+])
+def test_ffhq_1024_layer_names(config, channels):
+    """NVIDIA's published stylegan3-{t,r}-ffhq-1024x1024 layer names follow from the schedule."""
+    with torch.device("meta"):  # structure only, no memory
+        G = StyleGAN3Generator(512, 0, 512, 1024, 3, mapping_kwargs={"num_layers": 2}, num_fp16_res=4, **config)
+    sizes = [36, 36, 52, 52, 84, 148, 148, 276, 276, 532, 1044, 1044, 1044, 1024, 1024]
+    assert G.synthesis.layer_names == [f"L{i}_{s}_{c}" for i, (s, c) in enumerate(zip(sizes, channels))]
+    assert G.num_ws == 16
+    torgb = G.get_submodule(G.feature_layers[-1])
+    assert torgb.up_filter is None and torgb.down_filter is None
