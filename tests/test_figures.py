@@ -88,7 +88,7 @@ def test_psnr_known_answer():
 def test_parse_seeds_and_treatments():
     assert parse_seeds("0-3,7") == [0, 1, 2, 3, 7]
     specs = parse_treatments(["ours:t=2,p=2.5", "truncation:psi=0.7"])
-    assert specs == [TreatmentSpec("feature_rescaling", (("t", 2), ("p", 2.5))),
+    assert specs == [TreatmentSpec("rescale", (("t", 2), ("p", 2.5))),
                      TreatmentSpec("truncation", (("psi", 0.7),))]
     assert specs[1].label == "truncation (ψ=0.7)"
 
@@ -108,3 +108,134 @@ def test_cli_rejects_bad_options_in_one_line(argv, message, capsys, tmp_path):
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err and err.startswith("error: ")
     assert not list(tmp_path.iterdir())
+
+
+# --- every figure for the tiny generator ------------------------------------------------------
+
+TINY = ["--model", "tiny", "--device", "cpu", "--no-wandb", "--stats-n", "32", "--batch-size", "8"]
+CELL = 128  # tiny renders 32x32, enlarged x4 by default
+
+
+def _render(tmp_path, *argv) -> list[str]:
+    out = tmp_path / "figs"
+    assert main([*argv, *TINY, "--out", str(out)]) == 0
+    return sorted(p.name for p in out.iterdir())
+
+
+def _check_grid(path, rows: int, cols: int, blanks: int = 0):
+    """The PNG has rows x cols panels of CELL pixels (from its size and stored layout), none empty."""
+    assert path.stat().st_size > 1000
+    layout = compose.read_layout(path)
+    with Image.open(path) as im:
+        w, h = im.size
+        a = np.asarray(im.convert("RGB")).astype(int)
+    assert (layout.rows, layout.cols, layout.cell) == (rows, cols, CELL)
+    assert w == layout.left + cols * (CELL + layout.pad) and h == layout.top + rows * (CELL + layout.pad)
+    assert (w - layout.left) // (CELL + layout.pad) == cols
+    empty = 0
+    for r in range(rows):
+        for c in range(cols):
+            x0, y0, x1, y1 = layout.panel_box(r, c)
+            panel = a[y0:y1, x0:x1]
+            empty += int(panel.std() == 0)
+    assert empty == blanks
+    return layout, a
+
+
+def test_comparison_grid(tmp_path):
+    files = _render(tmp_path, "comparison", "--seeds", "0,1")
+    assert files == ["comparison_tiny.png"]
+    _, a = _check_grid(tmp_path / "figs" / files[0], rows=2, cols=3)
+
+
+def test_comparison_treated_columns_differ_from_untreated(tmp_path):
+    _render(tmp_path, "comparison", "--curated-seeds", "3", "--name", "c")
+    layout, a = _check_grid(tmp_path / "figs" / "c.png", rows=1, cols=3)
+    panels = [a[y0:y1, x0:x1] for x0, y0, x1, y1 in (layout.panel_box(0, c) for c in range(3))]
+    assert np.abs(panels[1] - panels[0]).mean() > 1 and np.abs(panels[2] - panels[0]).mean() > 1
+
+
+def test_auto_pick_chooses_most_changed_seeds():
+    from fpbench.figures.common import Session, TreatmentSpec
+    from fpbench.figures.comparison import auto_pick
+    from fpbench.generators import tiny
+
+    s = Session(G=tiny(), device="cpu", model="tiny", stats_n=64)
+    spec = TreatmentSpec.parse("truncation:psi=0.5")
+    picked = auto_pick(s, list(range(6)), spec, 2)
+    z = s.z(range(6))
+    scores = psnr(s.images(z), s.images(z, spec))
+    assert [seed for seed, _ in picked] == np.argsort(scores)[:2].tolist()
+    assert [v for _, v in picked] == pytest.approx(np.sort(scores)[:2].tolist())
+
+
+def test_difference_maps(tmp_path):
+    files = _render(tmp_path, "difference", "--seeds", "0,1", "--treatments", "truncation:psi=0.5")
+    _check_grid(tmp_path / "figs" / files[0], rows=2, cols=3)
+
+
+def test_difference_map_known_answer():
+    from fpbench.figures.difference import difference_map
+
+    a = np.zeros((1, 2, 2, 3), np.uint8)
+    b = a.copy()
+    b[0, 0, 0] = (30, 60, 90)  # mean |diff| = 60
+    assert difference_map(a, b, gain=2.0)[0].tolist() == [[120, 0], [0, 0]]
+
+
+def test_hyperparameter_grid(tmp_path):
+    files = _render(tmp_path, "hyperparams", "--seeds", "2", "--psis", "0.5,0.7,0.9", "--ts", "1,2", "--ps", "2")
+    # row 0: untreated + 3 psi; row 1: untreated + 2 t values + one blank
+    _check_grid(tmp_path / "figs" / files[0], rows=2, cols=4, blanks=1)
+
+
+def test_interpolation_strip_and_gif(tmp_path):
+    files = _render(tmp_path, "interpolation", "--seeds", "0,1", "--steps", "3", "--gif")
+    assert files == ["interpolation_tiny.gif", "interpolation_tiny.png"]
+    layout, a = _check_grid(tmp_path / "figs" / "interpolation_tiny.png", rows=2, cols=4)
+    with Image.open(tmp_path / "figs" / "interpolation_tiny.gif") as gif:
+        assert gif.n_frames == 4 + 2  # forth, then back without repeating the ends
+        assert gif.size == (2 * CELL + 4, CELL)
+
+
+def test_interpolation_endpoints_are_the_seeds_images():
+    from fpbench.figures.common import Session, TreatmentSpec
+    from fpbench.figures.interpolation import path_images
+    from fpbench.generators import tiny
+
+    s = Session(G=tiny(), device="cpu", model="tiny")
+    spec = TreatmentSpec.parse("truncation:psi=0.6")
+    for space in ("w", "z"):
+        path = path_images(s, [4, 9], 2, space, spec)
+        ends = s.images(s.z([4, 9]), spec)
+        assert path.shape[0] == 3
+        assert np.abs(path[[0, 2]].astype(int) - ends.astype(int)).max() <= 1, space
+
+
+def test_layerwise_vs_ours(tmp_path):
+    files = _render(tmp_path, "layerwise", "--seeds", "1", "--t-primes", "0.3,0.9", "--pixelnorm")
+    _check_grid(tmp_path / "figs" / files[0], rows=1, cols=5)
+
+
+def test_mp4_without_ffmpeg_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)
+    assert main(["interpolation", "--seeds", "0,1", "--mp4", *TINY, "--out", str(tmp_path)]) == 2
+    assert "--mp4 needs imageio and imageio-ffmpeg" in capsys.readouterr().err
+
+
+def test_wandb_offline_run_logs_and_failure_is_a_warning(tmp_path, monkeypatch):
+    wandb = pytest.importorskip("wandb")
+    argv = ["comparison", "--seeds", "0", "--treatments", "truncation", "--model", "tiny", "--device", "cpu",
+            "--out", str(tmp_path / "figs"), "--wandb-dir", str(tmp_path / "wb")]
+    assert main(argv) == 0
+    media = list((tmp_path / "wb").rglob("media/images/**/*.png"))
+    assert len(media) == 1
+
+    finished = []
+    monkeypatch.setattr(wandb, "init", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("no network")))
+    monkeypatch.setattr(wandb, "finish", lambda *a, **k: finished.append(True))
+    with pytest.warns(UserWarning, match="W&B logging failed .*no network.*figures are on disk"):
+        assert main(argv + ["--name", "again"]) == 0
+    assert finished == [True] and (tmp_path / "figs" / "again.png").stat().st_size > 0

@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", type=Path, default=Path("results/figures"), help="output folder")
     g.add_argument("--name", help="output file stem (default: <kind>_<model>)")
     g.add_argument("--treatments", nargs="+", metavar="SPEC",
-                   help="treatments as name[:k=v,...], e.g. feature_rescaling:t=2,p=2 truncation:psi=0.7")
+                   help="treatments as name[:k=v,...], e.g. rescale:t=2,p=2 truncation:psi=0.7 (also layerwise:t_prime=0.5, pixelnorm, none)")
     g.add_argument("--cell", type=int, help="panel size in pixels (default: native, enlarged to >= 128)")
     g.add_argument("--pad", type=int, default=4, help="pixels between panels (default 4)")
     g.add_argument("--batch-size", type=int, default=8)

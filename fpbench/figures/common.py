@@ -16,18 +16,18 @@ from ..errors import ConfigError
 from . import compose
 
 # Treatments that need per-layer feature statistics of the generator.
-NEEDS_STATS = {"feature_rescaling", "layerwise_rescaling"}
+NEEDS_STATS = {"rescale", "layerwise"}
 
 # Friendly spellings accepted on the command line -> the name `fpbench.treatments.build` knows.
 ALIASES = {
-    "ours": "feature_rescaling", "rescaling": "feature_rescaling", "fr": "feature_rescaling",
-    "feature-rescaling": "feature_rescaling", "trunc": "truncation", "psi": "truncation",
-    "layerwise": "layerwise_rescaling", "layer-wise": "layerwise_rescaling",
-    "pixel_norm": "pixelnorm", "pixel-norm": "pixelnorm", "none": "none", "untreated": "none",
+    "ours": "rescale", "rescaling": "rescale", "fr": "rescale", "feature_rescaling": "rescale",
+    "feature-rescaling": "rescale", "trunc": "truncation", "psi": "truncation",
+    "layerwise_rescaling": "layerwise", "layer-wise": "layerwise",
+    "pixel_norm": "pixelnorm", "pixel-norm": "pixelnorm", "untreated": "none",
 }
 DISPLAY = {
-    "feature_rescaling": "feature rescaling", "truncation": "truncation",
-    "layerwise_rescaling": "layer-wise rescaling", "pixelnorm": "pixel norm", "none": "untreated",
+    "rescale": "feature rescaling", "truncation": "truncation",
+    "layerwise": "layer-wise rescaling", "pixelnorm": "pixel norm", "none": "untreated",
 }
 SYMBOLS = {"psi": "ψ", "t_prime": "t'"}
 
@@ -71,6 +71,7 @@ class TreatmentSpec:
 
     name: str
     params: tuple[tuple[str, float], ...] = ()
+    title: str | None = field(default=None, compare=False)  # overrides the generated label
 
     @classmethod
     def parse(cls, text: str) -> "TreatmentSpec":
@@ -92,6 +93,8 @@ class TreatmentSpec:
 
     @property
     def label(self) -> str:
+        if self.title:
+            return self.title
         base = DISPLAY.get(self.name, self.name)
         if not self.params:
             return base
@@ -115,15 +118,28 @@ def _fmt(v) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-DEFAULT_TREATMENTS = ("feature_rescaling:t=2,p=2", "truncation:psi=0.7")
+DEFAULT_TREATMENTS = ("rescale:t=2,p=2", "truncation:psi=0.7")
 
 
-def parse_treatments(items: Iterable[str] | None) -> list[TreatmentSpec]:
+def parse_treatments(items: Iterable[str] | None, check: bool = True) -> list[TreatmentSpec]:
+    """Specs from command-line items (None = DEFAULT_TREATMENTS), checked with `check_specs`."""
     specs = []
     for item in items if items is not None else DEFAULT_TREATMENTS:
         # "a:x=1 b" on the command line arrive as separate items; ';' also separates.
         specs.extend(TreatmentSpec.parse(part) for part in str(item).split(";") if part.strip())
+    if check:
+        check_specs(specs)
     return specs
+
+
+def check_specs(specs: Sequence[TreatmentSpec]) -> None:
+    """Build each treatment once without a generator, so a bad name or value fails before any work."""
+    from .. import treatments
+    from ..stats import FeatureStats
+
+    for spec in specs:
+        stats = FeatureStats(mean={}, std={}) if spec.name in NEEDS_STATS else None
+        treatments.build(spec.name, stats=stats, **spec.kwargs)
 
 
 def load_model(source: str, device: str | torch.device = "cpu"):
@@ -169,7 +185,7 @@ class Session:
         if self._stats is None:
             from ..stats import estimate_feature_stats
 
-            self._stats = estimate_feature_stats(self.G, n=self.stats_n, batch_size=self.batch_size,
+            self._stats = estimate_feature_stats(self.G, n=self.stats_n, batch_size=max(self.batch_size, 32),
                                                  seed=self.stats_seed)
         return self._stats
 

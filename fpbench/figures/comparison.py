@@ -57,10 +57,10 @@ def render(session: Session, seeds: Sequence[int], specs: Sequence[TreatmentSpec
 
 def make(session: Session, seeds: Sequence[int], specs: Sequence[TreatmentSpec], out_dir: Path, name: str,
          *, cell: int | None = None, pad: int = 4, show_psnr: bool = False, kind: str = "comparison",
-         picked: list[tuple[int, float]] | None = None) -> FigureOutput:
+         picked: list[tuple[int, float]] | None = None, title: str | None = None) -> FigureOutput:
     if not specs:
-        raise ConfigError("no treatments to compare; pass e.g. --treatments feature_rescaling truncation:psi=0.7")
-    image, layout, scores = render(session, seeds, specs, cell=cell, pad=pad, show_psnr=show_psnr)
+        raise ConfigError("no treatments to compare; pass e.g. --treatments rescale truncation:psi=0.7")
+    image, layout, scores = render(session, seeds, specs, cell=cell, pad=pad, show_psnr=show_psnr, title=title)
     meta = {"model": session.model, "seeds": list(seeds), "treatments": [s.label for s in specs],
             "psnr_db": scores, "auto_picked": picked}
     caption = f"{session.title}: seeds {', '.join(map(str, seeds))}; columns: untreated, " + \
@@ -88,7 +88,7 @@ def validate(args) -> dict:
 
     specs = parse_treatments(args.treatments)
     if not specs:
-        raise ConfigError("no treatments to compare; pass e.g. --treatments feature_rescaling truncation:psi=0.7")
+        raise ConfigError("no treatments to compare; pass e.g. --treatments rescale truncation:psi=0.7")
     plan = {"specs": specs}
     if args.auto_pick is not None:
         if args.curated_seeds:
