@@ -1,0 +1,607 @@
+"""One setting: seeds -> z -> batches on the device -> original + treated images -> metrics -> results.
+
+The untreated image of each seed is generated once per batch and shared by every *arm* (a treatment
+plus its metrics); a job today has one arm, and several treatments over the same seeds only add
+arms. Metrics consume the images in memory. Every `checkpoint_every` batches the accumulator state
+(metric `state_dict()`s and the position) is saved atomically, so a killed job resumes where it
+stopped and ends with the same numbers as an uninterrupted run. `metrics.json` (written atomically,
+last) is the job's result; a rerun skips a job whose `metrics.json` has the same config hash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from .cache import atomic_path, atomic_write_json, atomic_write_text, cache_dir
+from .config import (DISTRIBUTION_METRICS, NEEDS_STATS, config_hash, metric_names, needs_reference,
+                     validate)
+from .errors import ConfigError
+
+FORMAT_VERSION = 1
+CHECKPOINT = "checkpoint.pt"
+METRICS_JSON = "metrics.json"
+# Debugging/testing aid: seconds to sleep after each batch (lets a test kill a job mid-way).
+_SLEEP_ENV = "FPBENCH_DEBUG_BATCH_SLEEP"
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry points
+
+def run_from_hydra(cfg: DictConfig) -> dict:
+    """Hydra task: the job folder is Hydra's output dir (results/runs/<sweep>/<job>)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    job_dir = Path(HydraConfig.get().runtime.output_dir)
+    return run_job(cfg, job_dir)
+
+
+def run_job(cfg: DictConfig, job_dir: str | os.PathLike, *, job_name: str | None = None) -> dict:
+    """Run (or skip, or resume) one job; return its metrics.json record."""
+    from .tracking import start_job_tracker
+
+    validate(cfg)
+    job_dir = Path(job_dir)
+    job_name = job_name or job_dir.name
+    chash = config_hash(cfg)
+    done = read_result(job_dir)
+    if cfg.resume and done is not None and done.get("config_hash") == chash:
+        _say(cfg, f"[fpbench] {cfg.sweep.name}/{job_name}: done already (config hash {chash}); skipped")
+        return done
+    tracker = start_job_tracker(cfg, job_dir, job_name)
+    exit_code = 1
+    try:
+        record, samples = _run(cfg, job_dir, job_name, chash, tracker_info=tracker.info())
+        tracker.log_job(record, [job_dir / s for s in samples])
+        exit_code = 0
+        return record
+    finally:
+        tracker.finish(exit_code)
+
+
+def read_result(job_dir: str | os.PathLike) -> dict | None:
+    import json
+
+    path = Path(job_dir) / METRICS_JSON
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Devices, batch sizes, timers
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={name} but CUDA is not available here; use device=cpu or device=auto")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"device={name} but only {torch.cuda.device_count()} CUDA device(s) exist")
+    return device
+
+
+def default_batch_size(device: torch.device, resolution: int) -> int:
+    """Images per batch when batch_size=null: bounded by the pixels one batch holds."""
+    if device.type == "cpu":
+        return max(1, min(16, (64 * 64 * 16) // (resolution * resolution) or 1))
+    budget = 32 * 1024 * 1024  # pixels per batch: 32 x 1024^2 fits a 24 GB GPU with metrics
+    if device.type == "cuda":
+        total = torch.cuda.get_device_properties(device).total_memory
+        budget = int(budget * max(0.25, min(4.0, total / (24 * 1024 ** 3))))
+    return max(1, min(256, budget // (resolution * resolution)))
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+class StageTimer:
+    """Wall time per stage. With `sync`, the device is synchronized at stage boundaries (exact
+    device time, costs a host sync); without it, stages are host time and only totals are exact."""
+
+    def __init__(self, device: torch.device, sync: bool, initial: dict | None = None):
+        self.device, self.sync = device, sync
+        self.seconds: dict[str, float] = dict(initial or {})
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        if self.sync:
+            _sync(self.device)
+        tic = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.sync:
+                _sync(self.device)
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - tic
+
+
+# ---------------------------------------------------------------------------------------------
+# The job
+
+@dataclass
+class Arm:
+    """A treatment and the metrics that score it against the shared untreated images."""
+
+    name: str
+    treatment: Any
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def _run(cfg: DictConfig, job_dir: Path, job_name: str, chash: str, *, tracker_info: dict) -> tuple[dict, list[str]]:
+    from .generators import load_generator, weights_fingerprint
+
+    t_start = time.perf_counter()
+    device = resolve_device(cfg.device)
+    dtype = getattr(torch, cfg.dtype)
+    timing_mode = cfg.mode == "timing"
+    ckpt = _load_checkpoint(job_dir, chash) if cfg.resume and not timing_mode else None
+    timer = StageTimer(device, sync=cfg.profile or timing_mode, initial=(ckpt or {}).get("timings"))
+    progress = bool(cfg.progress)
+
+    with timer("load_generator"):
+        G = load_generator(cfg.model.source, device=device)
+        if dtype != torch.float32:
+            G = G.to(dtype)
+    fingerprint = weights_fingerprint(G)
+    if cfg.execution == "serial":
+        batch_size = 1
+    elif ckpt is not None:
+        batch_size = int(ckpt["batch_size"])  # same batch boundaries -> identical accumulators
+    else:
+        batch_size = cfg.batch_size or default_batch_size(device, G.img_resolution)
+
+    with timer("treatment_setup"):
+        treatment = build_treatment(cfg, G, device, batch_size, progress)
+    arm = Arm(name=cfg.treatment.name, treatment=treatment)
+    with timer("metrics_setup"):
+        arm.metrics = create_metrics(cfg, device) if not timing_mode else {}
+    reference = {}
+    if arm.metrics and needs_reference(cfg):
+        with timer("reference"):
+            reference = prepare_reference(cfg, G, fingerprint, arm.metrics, device, batch_size, progress)
+
+    job_dir.mkdir(parents=True, exist_ok=True)
+    position = 0
+    samples = None
+    if ckpt is not None:
+        position = int(ckpt["position"])
+        for name, m in arm.metrics.items():
+            m.load_state_dict(ckpt["metrics"][name])
+        samples = ckpt.get("samples")
+        _say(cfg, f"[fpbench] {cfg.sweep.name}/{job_name}: resuming at image {position} of {cfg.n}")
+
+    if timing_mode:
+        values, images_timed = _time_generation(cfg, G, arm, device, dtype, batch_size, timer, job_name)
+        samples = None
+    else:
+        samples = _evaluate(cfg, G, [arm], device, dtype, batch_size, timer, job_dir, chash, job_name,
+                            position, samples)
+        with timer("compute"):
+            values, flags = {}, {}
+            for name, m in arm.metrics.items():
+                for key, value in m.compute().items():
+                    values[key if key not in values else f"{name}/{key}"] = float(value)
+                flags[name] = bool(getattr(m, "uncalibrated", False))
+        images_timed = cfg.n
+
+    sample_files = write_samples(job_dir, samples, cfg) if samples is not None else []
+    total = time.perf_counter() - t_start
+    timings = dict(timer.seconds)
+    timings["total_this_process"] = total
+    gen_time = timings.get("generate_original", 0.0) + timings.get("generate_treated", 0.0)
+    timings["images_per_second"] = images_timed / gen_time if gen_time > 0 else None
+
+    uncal = {} if timing_mode else flags
+    record = {
+        "format": FORMAT_VERSION,
+        "status": "complete",
+        "config_hash": chash,
+        "sweep": cfg.sweep.name,
+        "job": job_name,
+        "mode": cfg.mode,
+        "execution": cfg.execution,
+        "batch_size": batch_size,
+        "model": {"name": cfg.model.name, "source": cfg.model.source, "family": cfg.model.family,
+                  "resolution": int(G.img_resolution), "dataset": cfg.model.dataset},
+        "dataset": dataset_record(cfg, reference),
+        "treatment": {"name": cfg.treatment.name, "params": _jsonable(getattr(treatment, "params", {}))},
+        "values": values,
+        "uncalibrated": uncal,
+        "any_uncalibrated": any(uncal.values()),
+        "n": cfg.n,
+        "seeds": {"start": cfg.seed, "stop": cfg.seed + cfg.n, "noise_mode": cfg.noise_mode,
+                  "z": "np.random.RandomState(seed).randn(1, z_dim)"},
+        "resumed_at": int(ckpt["position"]) if ckpt is not None else None,
+        "timings": timings,
+        "device": device_record(device, dtype),
+        "versions": package_versions(),
+        "git": git_record(),
+        "fingerprints": {"generator": fingerprint,
+                         **{f"metric/{k}": fp for k, fp in metric_fingerprints(arm.metrics).items()}},
+        "samples": sample_files,
+        "wandb": tracker_info,
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    atomic_write_text(job_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    atomic_write_json(job_dir / METRICS_JSON, record)
+    with contextlib.suppress(FileNotFoundError):
+        (job_dir / CHECKPOINT).unlink()
+    _say(cfg, f"[fpbench] {cfg.sweep.name}/{job_name}: " + format_values(values, uncal)
+         + f"  -> {job_dir / METRICS_JSON}")
+    return record, sample_files
+
+
+def _seed_batches(cfg: DictConfig, batch_size: int, start: int) -> Iterator[tuple[int, list[int]]]:
+    for pos in range(start, cfg.n, batch_size):
+        stop = min(pos + batch_size, cfg.n)
+        yield pos, list(range(cfg.seed + pos, cfg.seed + stop))
+
+
+def _labels(G, n: int, device, dtype) -> torch.Tensor | None:
+    c_dim = int(getattr(G, "c_dim", 0) or 0)
+    return torch.zeros([n, c_dim], device=device, dtype=dtype) if c_dim else None
+
+
+@torch.no_grad()
+def _evaluate(cfg, G, arms: list[Arm], device, dtype, batch_size, timer, job_dir, chash, job_name,
+              position, samples):
+    from tqdm.auto import tqdm
+
+    from .generators import seeds_to_z
+
+    sleep = float(os.environ.get(_SLEEP_ENV, "0") or 0)
+    keep = min(cfg.samples, cfg.n)
+    bar = tqdm(total=cfg.n, initial=position, unit="img", desc=f"{cfg.sweep.name}/{job_name}"[:60],
+               disable=not cfg.progress, dynamic_ncols=True, leave=False)
+    try:
+        for batch_index, (pos, seeds) in enumerate(_seed_batches(cfg, batch_size, position), start=1):
+            z = seeds_to_z(seeds, G.z_dim, device=device, dtype=dtype)
+            c = _labels(G, len(seeds), device, dtype)
+            with timer("generate_original"):
+                original = G(z, c, truncation_psi=1, noise_mode=cfg.noise_mode).clamp(-1, 1)
+            for arm in arms:
+                with timer("generate_treated"):
+                    treated = _generate_treated(G, arm, z, c, original, cfg.noise_mode).clamp(-1, 1)
+                with timer("metrics_update"):
+                    for m in arm.metrics.values():
+                        m.update(treated, original)
+            if samples is None and pos < keep:
+                take = keep - pos
+                samples = {"original": original[:take].detach().float().cpu(),
+                           "treated": treated[:take].detach().float().cpu()}
+            elif samples is not None and samples["original"].shape[0] < keep and pos < keep:
+                take = keep - pos
+                samples = {k: torch.cat([v, t[:take].detach().float().cpu()])
+                           for (k, v), t in zip(samples.items(), (original, treated))}
+            bar.update(len(seeds))
+            done = pos + len(seeds)
+            if done < cfg.n and batch_index % cfg.checkpoint_every == 0:
+                with timer("checkpoint"):
+                    _save_checkpoint(job_dir, chash, done, batch_size, arms[0].metrics, samples, timer.seconds)
+            if sleep:
+                time.sleep(sleep)
+    finally:
+        bar.close()
+    return samples
+
+
+def _generate_treated(G, arm: Arm, z, c, original, noise_mode):
+    if arm.treatment is None or arm.name == "none":
+        return original  # untreated: the same tensor, no second forward pass
+    with arm.treatment.applied(G):
+        return G(z, c, truncation_psi=1, noise_mode=noise_mode)
+
+
+@torch.no_grad()
+def _time_generation(cfg, G, arm: Arm, device, dtype, batch_size, timer, job_name):
+    """Seconds per image of the generator as configured (plain, or with the treatment hooks on)."""
+    from tqdm.auto import tqdm
+
+    from .generators import seeds_to_z
+
+    stage = "generate_original" if arm.name == "none" else "generate_treated"
+    treated = arm.name != "none"
+    warm_seeds = list(range(cfg.seed, cfg.seed + batch_size))
+    z = seeds_to_z(warm_seeds, G.z_dim, device=device, dtype=dtype)
+    c = _labels(G, batch_size, device, dtype)
+    with (arm.treatment.applied(G) if treated else contextlib.nullcontext()):
+        for _ in range(cfg.timing_warmup):
+            with timer("warmup"):
+                G(z, c, noise_mode=cfg.noise_mode)
+        bar = tqdm(total=cfg.n, unit="img", desc=f"{cfg.sweep.name}/{job_name}"[:60],
+                   disable=not cfg.progress, leave=False)
+        for _, seeds in _seed_batches(cfg, batch_size, 0):
+            z = seeds_to_z(seeds, G.z_dim, device=device, dtype=dtype)
+            c = _labels(G, len(seeds), device, dtype)
+            with timer(stage):
+                G(z, c, noise_mode=cfg.noise_mode)
+            bar.update(len(seeds))
+        bar.close()
+    seconds = timer.seconds[stage]
+    return {"seconds_per_image": seconds / cfg.n, "images_per_second": cfg.n / seconds}, cfg.n
+
+
+# ---------------------------------------------------------------------------------------------
+# Treatments, metrics, reference sets
+
+def treatment_params(cfg: DictConfig) -> dict:
+    params = OmegaConf.to_container(cfg.treatment, resolve=True)
+    params.pop("name", None)
+    return {k: v for k, v in params.items() if not (k == "layers" and v is None)}
+
+
+def build_treatment(cfg: DictConfig, G, device, batch_size: int, progress: bool):
+    from .treatments import build
+
+    name = cfg.treatment.name
+    params = treatment_params(cfg)
+    if name not in NEEDS_STATS:
+        return build(name, **params)
+    from .stats import estimate_feature_stats
+
+    stats = estimate_feature_stats(G, n=cfg.stats.n, batch_size=cfg.stats.batch_size or batch_size,
+                                   seed=cfg.stats.seed, noise_mode=cfg.noise_mode, device=device,
+                                   progress=progress)
+    return build(name, stats=stats, **params)
+
+
+def create_metrics(cfg: DictConfig, device) -> dict[str, Any]:
+    from . import metrics as M
+
+    names = metric_names(cfg)
+    options = OmegaConf.to_container(cfg.metrics.options, resolve=True) if cfg.metrics.options else {}
+    bank = None
+    if any(n in DISTRIBUTION_METRICS or n in ("lpips", "id") for n in names):
+        try:
+            bank = M.FeatureBank(device=device, pretrained=cfg.metrics.pretrained)
+        except Exception:  # noqa: BLE001 - sharing extractors is an optimisation only
+            bank = None
+    out = {}
+    for name in names:
+        opts = dict(options.get(name) or {})
+        if bank is not None and name in DISTRIBUTION_METRICS:
+            opts.setdefault("bank", bank)
+        try:
+            out[name] = M.create(name, device=device, pretrained=cfg.metrics.pretrained, **opts)
+        except ConfigError as err:
+            if "bank" in str(err) and "bank" in opts and opts["bank"] is bank:
+                opts.pop("bank")
+                out[name] = M.create(name, device=device, pretrained=cfg.metrics.pretrained, **opts)
+            else:
+                raise
+    return out
+
+
+def dataset_record(cfg: DictConfig, reference: dict) -> dict:
+    ds = cfg.dataset
+    label = ds.name if not ds.generated else "generated (untreated images of the same model, held-out seeds)"
+    return {"name": ds.name, "generated": bool(ds.generated), "path": ds.path, "label": label, **reference}
+
+
+def prepare_reference(cfg, G, fingerprint: str, metrics: dict, device, batch_size: int, progress: bool) -> dict:
+    """Give every distribution metric its reference features, from the on-disk cache when possible.
+
+    Generated references are keyed by the generator's fingerprint and the held-out seeds; real
+    ones by the dataset path and its size and modification time. Both by the metric's extractor.
+    """
+    import hashlib
+    import json
+
+    dist = {k: m for k, m in metrics.items() if getattr(m, "kind", "") == "distribution"}
+    if not dist:
+        return {}
+    ds = cfg.dataset
+    n_ref = ds.n_ref if ds.n_ref is not None else (cfg.n if ds.generated else None)
+    if ds.generated:
+        source = {"generated": fingerprint, "seed": ds.heldout_seed, "n": n_ref, "noise_mode": cfg.noise_mode}
+    else:
+        p = Path(str(ds.path)).expanduser().resolve()
+        st = p.stat()
+        source = {"path": str(p), "size": st.st_size, "mtime": int(st.st_mtime), "n": n_ref,
+                  "resolution": int(G.img_resolution)}
+    missing = {}
+    for name, m in dist.items():
+        key_blob = json.dumps({"source": source, "extractor": str(getattr(m, "extractor_key", name)),
+                               "pretrained": bool(cfg.metrics.pretrained)}, sort_keys=True, default=str)
+        key = hashlib.sha256(key_blob.encode()).hexdigest()[:24]
+        path = cache_dir() / "reference" / f"{key}.pt"
+        if path.exists():
+            try:
+                m.set_real_features(torch.load(path, map_location="cpu", weights_only=True))
+                continue
+            except Exception:  # noqa: BLE001 - a bad cache entry is recomputed
+                pass
+        missing[name] = (m, path)
+    if missing:
+        for images in reference_batches(cfg, G, device, batch_size, n_ref, progress):
+            for m, _ in missing.values():
+                m.update_real(images)
+        for m, path in missing.values():
+            with atomic_path(path) as tmp:
+                torch.save(m.real_features(), tmp)
+    return {"reference": {k: v for k, v in source.items() if k != "generated"}, "n_ref": n_ref}
+
+
+@torch.no_grad()
+def reference_batches(cfg, G, device, batch_size: int, n_ref: int | None, progress: bool):
+    """Batches of reference images, float [-1, 1] on `device`."""
+    from tqdm.auto import tqdm
+
+    ds = cfg.dataset
+    if ds.generated:
+        from .generators import seeds_to_z
+
+        dtype = getattr(torch, cfg.dtype)
+        bar = tqdm(total=n_ref, unit="img", desc="reference (generated)", disable=not progress, leave=False)
+        for pos in range(0, n_ref, batch_size):
+            seeds = list(range(ds.heldout_seed + pos, ds.heldout_seed + min(pos + batch_size, n_ref)))
+            z = seeds_to_z(seeds, G.z_dim, device=device, dtype=dtype)
+            yield G(z, _labels(G, len(seeds), device, dtype), noise_mode=cfg.noise_mode).float().clamp(-1, 1)
+            bar.update(len(seeds))
+        bar.close()
+        return
+    from . import data
+
+    yield from data.iter_images(ds.path, batch_size=batch_size, resolution=int(G.img_resolution),
+                                device=device, max_images=n_ref, progress=progress)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints (accumulator state, saved atomically)
+
+def _save_checkpoint(job_dir: Path, chash: str, position: int, batch_size: int, metrics: dict, samples,
+                     timings: dict) -> None:
+    state = {"format": FORMAT_VERSION, "config_hash": chash, "position": position, "batch_size": batch_size,
+             "metrics": {k: m.state_dict() for k, m in metrics.items()}, "samples": samples,
+             "timings": dict(timings)}
+    with atomic_path(job_dir / CHECKPOINT) as tmp:
+        torch.save(state, tmp)
+
+
+def _load_checkpoint(job_dir: Path, chash: str) -> dict | None:
+    path = job_dir / CHECKPOINT
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - unreadable checkpoint: start over
+        return None
+    if state.get("config_hash") != chash or state.get("format") != FORMAT_VERSION:
+        return None
+    return state
+
+
+# ---------------------------------------------------------------------------------------------
+# Sample grids
+
+def write_samples(job_dir: Path, samples: dict | None, cfg: DictConfig, per_grid: int = 4) -> list[str]:
+    """PNG grids, one row per seed: original | treated."""
+    from PIL import Image
+
+    if not samples or samples["original"].shape[0] == 0:
+        return []
+    from .metrics.base import to_uint8
+
+    orig, treat = to_uint8(samples["original"]), to_uint8(samples["treated"])
+    n, ch, h, w = orig.shape
+    scale = max(1, 128 // max(h, w))
+    gap = 2
+    names = []
+    for g, start in enumerate(range(0, n, per_grid)):
+        rows = list(range(start, min(start + per_grid, n)))
+        canvas = Image.new("RGB", (2 * w * scale + gap, len(rows) * (h * scale + gap) - gap), "white")
+        for r, i in enumerate(rows):
+            for col, img in enumerate((orig[i], treat[i])):
+                arr = img.permute(1, 2, 0).numpy()
+                tile = Image.fromarray(arr if ch == 3 else arr[..., 0])
+                tile = tile.convert("RGB").resize((w * scale, h * scale), Image.NEAREST)
+                canvas.paste(tile, (col * (w * scale + gap), r * (h * scale + gap)))
+        name = f"samples_{g:02d}.png"
+        buf = _png_bytes(canvas)
+        from .cache import atomic_write_bytes
+
+        atomic_write_bytes(job_dir / name, buf)
+        names.append(name)
+    return names
+
+
+def _png_bytes(img) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------
+# Provenance
+
+def device_record(device: torch.device, dtype) -> dict:
+    rec = {"type": device.type, "name": platform.processor() or platform.machine(), "dtype": str(dtype),
+           "torch_threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        rec.update(name=props.name, memory_gb=round(props.total_memory / 1024 ** 3, 1),
+                   cuda=torch.version.cuda)
+    return rec
+
+
+def package_versions() -> dict:
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for pkg in ("fpbench", "torch", "torchvision", "numpy", "hydra-core", "omegaconf", "wandb",
+                "torchmetrics", "torch-fidelity", "lpips", "insightface", "onnxruntime", "scipy"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    if out.get("fpbench") is None:
+        from . import __version__
+        out["fpbench"] = __version__
+    return out
+
+
+def git_record() -> dict:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, timeout=5).stdout.strip() or None
+        dirty = bool(subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                                    capture_output=True, text=True, timeout=5).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": dirty if commit else None}
+
+
+def metric_fingerprints(metrics: dict) -> dict:
+    out = {}
+    for name, m in metrics.items():
+        fp = getattr(m, "weights_fingerprint", None)
+        if callable(fp):
+            with contextlib.suppress(Exception):
+                fp = fp()
+        if isinstance(fp, str):
+            out[name] = fp
+    return out
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    return str(obj)
+
+
+def format_values(values: dict, uncalibrated: dict) -> str:
+    tag = " (uncalibrated)" if any(uncalibrated.values()) else ""
+    return " ".join(f"{k}={v:.4g}" for k, v in values.items()) + tag
+
+
+def _say(cfg, text: str) -> None:
+    print(text, flush=True)
