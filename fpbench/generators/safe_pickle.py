@@ -179,7 +179,8 @@ class _StorageUnpickler(pickle.Unpickler):
         self.storages: dict[str, _PendingStorage] = {}
 
     def find_class(self, module, name):
-        if module == "torch" and name in _STORAGE_DTYPES:
+        # torch.cuda.*Storage: a tensor pickled from the GPU; its bytes are the same, we load them on the CPU.
+        if module in ("torch", "torch.cuda") and name in _STORAGE_DTYPES:
             return _StorageType(name, _STORAGE_DTYPES[name])
         raise _unsafe(self._label, module, name, inner=True)
 
@@ -360,4 +361,7 @@ def load_nvidia_pickle(path: str | os.PathLike) -> GeneratorCheckpoint:
     """Family, init kwargs and state dict of the generator in an NVIDIA snapshot, read safely."""
     path = Path(path)
     data = path.read_bytes()
-    return generator_from_snapshot(unpickle_snapshot(data, path.name), path.name)
+    try:
+        return generator_from_snapshot(unpickle_snapshot(data, path.name), path.name)
+    except RecursionError:
+        raise CheckpointError(f"cannot read {path.name}: it is nested too deeply for a generator snapshot") from None
