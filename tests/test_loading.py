@@ -14,13 +14,7 @@ from fpbench.generators.state_dict_infer import infer_init_kwargs, stylegan3_lay
 from fpbench.generators.zoo import zoo_path
 
 NAMES = ["sg2_a", "sg3_t"]
-_CLASSES = {"sg2_a": StyleGAN2Generator, "sg3_t": StyleGAN3Generator}
 TOL = 1e-4
-
-
-def _needs_generator(name):
-    if _CLASSES[name] is None:
-        pytest.skip(f"generator class for {name} not available yet")
 
 
 def _source(fixtures_dir, tmp_path, name, kind):
@@ -37,7 +31,6 @@ def _source(fixtures_dir, tmp_path, name, kind):
 @pytest.mark.parametrize("name", NAMES)
 @torch.no_grad()
 def test_parity_with_nvidia(fixtures_dir, tmp_path, name, kind):
-    _needs_generator(name)
     G = load_generator(_source(fixtures_dir, tmp_path, name, kind))
     exp = load_file(fixtures_dir / f"{name}_expected.safetensors")
     assert not G.training and not any(p.requires_grad for p in G.parameters())
@@ -144,10 +137,7 @@ _OFFICIAL = [  # NVIDIA's published configurations (random weights; only shapes 
 
 
 def _generator_class(family):
-    cls = {"stylegan2": StyleGAN2Generator, "stylegan3": StyleGAN3Generator}[family]
-    if cls is None:
-        pytest.skip(f"{family} generator not available yet")
-    return cls
+    return {"stylegan2": StyleGAN2Generator, "stylegan3": StyleGAN3Generator}[family]
 
 
 @pytest.mark.parametrize("family,kwargs", _ROUND_TRIP + _OFFICIAL,
@@ -170,7 +160,6 @@ def test_inferred_kwargs_round_trip(tmp_path, family, kwargs):
 
 def test_stylegan2_ada_nested_kwargs(fixtures_dir):
     # stylegan2-ada-pytorch snapshots nest the synthesis kwargs; same network either way.
-    _needs_generator("sg2_a")
     meta = json.loads((fixtures_dir / "sg2_a.json").read_text())["init_kwargs"]
     nested = {k: meta[k] for k in ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs")}
     nested["synthesis_kwargs"] = {k: v for k, v in meta.items() if k not in nested}
@@ -185,7 +174,6 @@ def test_stylegan2_ada_nested_kwargs(fixtures_dir):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_pt_wrapped_state_dicts(fixtures_dir, tmp_path, name):
-    _needs_generator(name)
     sd = load_file(fixtures_dir / f"{name}.safetensors")
     ref = load_generator(fixtures_dir / f"{name}.pkl")
     for wrapper in ("G_ema", "state_dict"):
@@ -197,7 +185,6 @@ def test_pt_wrapped_state_dicts(fixtures_dir, tmp_path, name):
 
 
 def test_safetensors_without_sidecar_is_inferred(fixtures_dir, tmp_path):
-    _needs_generator("sg2_a")
     path = tmp_path / "copy.safetensors"
     shutil.copy(fixtures_dir / "sg2_a.safetensors", path)
     G = load_generator(path)
@@ -205,13 +192,11 @@ def test_safetensors_without_sidecar_is_inferred(fixtures_dir, tmp_path):
 
 
 def test_tiny_source():
-    _needs_generator("sg2_a")
     G = load_generator("tiny")
     assert not G.training and not any(p.requires_grad for p in G.parameters())
 
 
 def test_sidecar_wrong_kwargs_message(fixtures_dir, tmp_path):
-    _needs_generator("sg2_a")
     shutil.copy(fixtures_dir / "sg2_a.safetensors", tmp_path / "m.safetensors")
     meta = json.loads((fixtures_dir / "sg2_a.json").read_text())
     meta["init_kwargs"]["channel_max"] = 64
@@ -356,7 +341,6 @@ def test_zoo_table():
 
 def test_zoo_uses_cached_file(fixtures_dir, tmp_path_factory):
     # A file already in the cache is used without network (offline here) and its digest recorded/checked.
-    _needs_generator("sg2_a")
     models = tmp_path_factory.getbasetemp() / "fpbench-cache" / "models"
     dest = models / ZOO["sg2-afhqv2-512"].filename
     models.mkdir(parents=True, exist_ok=True)
