@@ -64,8 +64,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-fp16-res", type=int, default=4, help="fp16 blocks on CUDA (ignored on CPU)")
     parser.add_argument("--modconv", choices=["both", "fused", "unfused"], default=None,
                         help="modulated-conv execution (default: both; --quick on CPU: both at 32 only)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     # Config-F nets cost ~85 GMAC (256) and ~140 GMAC (1024) per image: seconds each on a CPU.
     if device.type == "cpu":
