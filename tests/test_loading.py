@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from fpbench.errors import CheckpointError, ConfigError, FpbenchError, MissingFileError, UnsafeCheckpointError
 from fpbench.generators import ZOO, StyleGAN2Generator, StyleGAN3Generator, load_generator, seeds_to_z

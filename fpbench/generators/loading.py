@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError, ConfigError, FpbenchError, MissingFileError, UnsafeCheckpointError
+from ..errors import CheckpointError, MissingFileError, UnsafeCheckpointError
 from .safe_pickle import load_nvidia_pickle
 from .state_dict_infer import infer_init_kwargs
 from .zoo import ZOO, zoo_entry, zoo_path

@@ -27,7 +27,7 @@ import torch
 
 from ..errors import CheckpointError, UnsafeCheckpointError
 
-__all__ = ["GeneratorCheckpoint", "PersistentRecord", "load_nvidia_pickle", "unpickle_snapshot"]
+__all__ = ["GeneratorCheckpoint", "PersistentRecord", "generator_from_snapshot", "load_nvidia_pickle", "unpickle_snapshot"]
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001
