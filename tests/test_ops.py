@@ -169,3 +169,18 @@ def test_normalize_2nd_moment():
     out = normalize_2nd_moment(z)
     assert torch.allclose(out.square().mean(1), torch.ones(2), atol=1e-6)
     assert torch.allclose(out[0], torch.tensor([3.0, 4.0]) / math.sqrt(12.5))
+
+
+@pytest.mark.parametrize("up", [1, 2])
+def test_modulated_conv2d_float16_prenormalization_keeps_the_result(up):
+    """Large styles would overflow fp16 without the pre-normalization that demodulation makes free."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 8, 8, 8, generator=g)
+    weight = torch.randn(8, 8, 3, 3, generator=g)
+    styles = 1e3 * torch.randn(2, 8, generator=g)
+    f = setup_filter([1, 3, 3, 1])
+    kw = dict(up=up, padding=1, resample_filter=f, flip_weight=(up == 1))
+    ref = modulated_conv2d(x, weight, styles, **kw)
+    half = modulated_conv2d(x.half(), weight, styles, **kw)
+    assert half.dtype == torch.float16 and torch.isfinite(half).all()
+    assert torch.allclose(half.float(), ref, atol=1e-2)

@@ -191,3 +191,18 @@ def test_tiny_is_deterministic_and_nontrivial():
         assert torch.equal(img, b(z))
     assert img.shape == (16, 3, 32, 32) and torch.isfinite(img).all()
     assert a.feature_layers[:3] == ["synthesis.b4.conv1", "synthesis.b4.torgb", "synthesis.b8.conv0"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 blocks run only on CUDA")
+def test_fp16_blocks_on_cuda(sg2):
+    init_kwargs, state, exp, _ = sg2
+    G = _build(init_kwargs, state, num_fp16_res=2).to("cuda")
+    names = ["synthesis.b8.conv1", "synthesis.b16.conv1", "synthesis.b32.torgb"]
+    img, acts = _run_with_hooks(G, names, exp["z"].cuda(), exp["c"].cuda())
+    assert acts["synthesis.b8.conv1"].dtype == torch.float32 and acts["synthesis.b16.conv1"].dtype == torch.float16
+    assert img.dtype == torch.float32
+    torch.testing.assert_close(img.cpu(), exp["img"], atol=5e-2, rtol=0)
+    with torch.no_grad():
+        # cuDNN may use TF32 for float32 convolutions, hence the loose tolerance.
+        torch.testing.assert_close(G(exp["z"].cuda(), exp["c"].cuda(), force_fp32=True).cpu(), exp["img"],
+                                   atol=2e-2, rtol=0)
