@@ -137,7 +137,7 @@ def _check_grid(path, rows: int, cols: int, blanks: int = 0):
         for c in range(cols):
             x0, y0, x1, y1 = layout.panel_box(r, c)
             panel = a[y0:y1, x0:x1]
-            empty += int(panel.std() == 0)
+            empty += int((panel.reshape(-1, 3).std(axis=0) == 0).all())  # one flat colour
     assert empty == blanks
     return layout, a
 
@@ -239,3 +239,60 @@ def test_wandb_offline_run_logs_and_failure_is_a_warning(tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="W&B logging failed .*no network.*figures are on disk"):
         assert main(argv + ["--name", "again"]) == 0
     assert finished == [True] and (tmp_path / "figs" / "again.png").stat().st_size > 0
+
+
+def _meta(path) -> dict:
+    with Image.open(path) as im:
+        return json.loads(im.text["fpbench"])
+
+
+def test_proliferation_cure_and_insert(tmp_path):
+    files = _render(tmp_path, "proliferation", "--seeds", "0,1")
+    path = tmp_path / "figs" / files[0]
+    # tiny: edited layer b8.conv1 -> 4 downstream convs; columns: edited map, 4 layers, image.
+    # Rows: cancer, cured, normal, inserted, inserted + rescaling; the cured map is all zeros (flat).
+    _check_grid(path, rows=5, cols=6, blanks=1)
+    meta = _meta(path)
+    assert meta["layer"] == "synthesis.b8.conv1"
+    assert set(meta["eta"]) == {"cancer", "cured", "normal", "inserted", "treated"}
+
+    from fpbench.analysis import cure_experiment
+    from fpbench.generators import seeds_to_z, tiny
+
+    G = tiny()
+    cure = cure_experiment(G, seeds_to_z([0], G.z_dim), meta["layer"], meta["channel"])
+    assert list(meta["eta"]["cancer"]) == cure.layers
+    assert [meta["eta"]["cured"][l] for l in cure.layers] == pytest.approx(cure.mean_eta("cured").tolist())
+
+
+def test_proliferation_cure_only_with_explicit_channel(tmp_path):
+    files = _render(tmp_path, "proliferation", "--seeds", "4", "--channel", "3", "--layer", "synthesis.b16.conv0")
+    _check_grid(tmp_path / "figs" / files[0], rows=2, cols=1 + 3 + 1, blanks=1)
+    assert _meta(tmp_path / "figs" / files[0])["channel"] == 3
+
+
+def test_proliferation_rejects_unknown_layer(tmp_path, capsys):
+    assert main(["proliferation", "--layer", "synthesis.b99.conv0", *TINY, "--out", str(tmp_path)]) == 2
+    assert "synthesis.b99.conv0" in capsys.readouterr().err
+
+
+def test_feature_histograms_png_and_pdf(tmp_path):
+    files = _render(tmp_path, "histograms", "--n", "16", "--bins", "20")
+    assert files == ["histograms_tiny.pdf", "histograms_tiny.png"]
+    from fpbench.figures.histograms import DPI, FIGSIZE
+
+    with Image.open(tmp_path / "figs" / "histograms_tiny.png") as im:
+        assert im.size == (round(FIGSIZE[0] * DPI), round(FIGSIZE[1] * DPI))
+        assert np.asarray(im.convert("L")).std() > 10
+    assert (tmp_path / "figs" / "histograms_tiny.pdf").read_bytes()[:5] == b"%PDF-"
+    meta = _meta(tmp_path / "figs" / "histograms_tiny.png")
+    assert meta["n"] == 16 and len(meta["layers"]) == 7
+
+
+def test_edit_strip_along_a_direction(tmp_path):
+    d = np.zeros(64, np.float32)
+    d[0] = 1.0
+    np.save(tmp_path / "dir.npy", d)
+    files = _render(tmp_path, "interpolation", "--seeds", "5", "--direction", str(tmp_path / "dir.npy"),
+                    "--alphas=-2,0,2", "--treatments", "truncation:psi=0.7")
+    _check_grid(tmp_path / "figs" / files[0], rows=2, cols=3)

@@ -21,17 +21,17 @@ def _default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    g = common.add_argument_group("common options")
+def add_common(p: argparse.ArgumentParser, seeds_default: str) -> None:
+    g = p.add_argument_group("common options")
     g.add_argument("--model", default="tiny",
                    help="zoo name, checkpoint path (.pkl/.pt/.pth/.safetensors) or 'tiny' (random weights)")
-    g.add_argument("--seeds", default="0-3", help="seeds, e.g. 0-7,12 (default 0-3)")
+    g.add_argument("--seeds", default=seeds_default, help=f"seeds, e.g. 0-7,12 (default {seeds_default})")
     g.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     g.add_argument("--out", type=Path, default=Path("results/figures"), help="output folder")
     g.add_argument("--name", help="output file stem (default: <kind>_<model>)")
     g.add_argument("--treatments", nargs="+", metavar="SPEC",
-                   help="treatments as name[:k=v,...], e.g. rescale:t=2,p=2 truncation:psi=0.7 (also layerwise:t_prime=0.5, pixelnorm, none)")
+                   help="treatments as name[:k=v,...], e.g. rescale:t=2,p=2 truncation:psi=0.7 "
+                        "(also layerwise:t_prime=0.5, pixelnorm, none)")
     g.add_argument("--cell", type=int, help="panel size in pixels (default: native, enlarged to >= 128)")
     g.add_argument("--pad", type=int, default=4, help="pixels between panels (default 4)")
     g.add_argument("--batch-size", type=int, default=8)
@@ -43,11 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--wandb-project", default="fpbench")
     g.add_argument("--wandb-dir", help="folder for W&B run files (default: wandb's own)")
 
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fpbench.figures", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="kind", required=True, metavar="kind")
     for module in FIGURES.values():
-        p = sub.add_parser(module.KIND, parents=[common], help=module.HELP, description=module.HELP)
+        p = sub.add_parser(module.KIND, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
+        add_common(p, getattr(module, "DEFAULT_SEEDS", "0-3"))
     return parser
 
 

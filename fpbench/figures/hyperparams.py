@@ -11,6 +11,7 @@ from ..errors import ConfigError
 from . import compose
 from .common import FigureOutput, Session, TreatmentSpec, check_specs, parse_floats, parse_seeds, write_grid
 
+DEFAULT_SEEDS = "0"
 KIND = "hyperparams"
 HELP = "one row of truncation psi values, then rows of feature rescaling (t, p) values, for a seed (Fig 8)"
 

@@ -21,6 +21,7 @@ from ..errors import ConfigError, MissingFileError
 from . import compose
 from .common import FigureOutput, Session, TreatmentSpec, parse_floats, parse_seeds, parse_treatments, write_grid
 
+DEFAULT_SEEDS = "0,1"
 KIND = "interpolation"
 HELP = "latent interpolation (or --direction edit) strip, untreated vs treated, optional GIF/MP4 (Figs 13-14)"
 
@@ -113,7 +114,7 @@ def add_arguments(p) -> None:
     p.add_argument("--steps", type=int, default=6, help="steps per segment between consecutive seeds (default 6)")
     p.add_argument("--space", choices=["w", "z"], default="w", help="lerp in W (default) or slerp in Z")
     p.add_argument("--direction", help="edit instead of interpolate: .npy/.pt vector [w_dim] added to w(seed)")
-    p.add_argument("--alphas", default="-3,-2,-1,0,1,2,3", help="edit strengths for --direction")
+    p.add_argument("--alphas", default="-3,-2,-1,0,1,2,3", help="edit strengths for --direction (write --alphas=-3,0,3 when the list starts with a minus)")
     p.add_argument("--gif", action="store_true", help="also write an animated GIF")
     p.add_argument("--mp4", action="store_true", help="also write an MP4 (needs imageio-ffmpeg)")
     p.add_argument("--fps", type=int, default=12)
