@@ -8,6 +8,8 @@ for `up > 1` a strided transposed convolution does the zero insertion and the co
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 import torch.nn.functional as F
 
@@ -35,8 +37,9 @@ def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None = N
     """
     if x.ndim != 4 or w.ndim != 4:
         raise ValueError(f"conv2d_resample expects 4D x and w, got {tuple(x.shape)} and {tuple(w.shape)}")
-    if not (isinstance(up, int) and up >= 1 and isinstance(down, int) and down >= 1):
+    if not (isinstance(up, numbers.Integral) and up >= 1 and isinstance(down, numbers.Integral) and down >= 1):
         raise ValueError(f"up and down must be ints >= 1, got up={up!r} down={down!r}")
+    up, down = int(up), int(down)
     out_ch, in_per_group, kh, kw = (int(s) for s in w.shape)
     fw, fh = filter_size(f)
     px0, px1, py0, py1 = parse_padding(padding)

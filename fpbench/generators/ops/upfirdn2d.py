@@ -8,6 +8,7 @@ the upsampled image (negative = crop), the filter is applied as a true convoluti
 
 from __future__ import annotations
 
+import numbers
 from typing import Sequence
 
 import torch
@@ -19,8 +20,8 @@ __all__ = ["setup_filter", "upfirdn2d", "filter2d", "upsample2d", "downsample2d"
 
 def parse_scaling(scaling: int | Sequence[int]) -> tuple[int, int]:
     """`s` or `[sx, sy]` -> `(sx, sy)`, each an int >= 1."""
-    if isinstance(scaling, int):
-        sx = sy = scaling
+    if isinstance(scaling, numbers.Integral):
+        sx = sy = int(scaling)
     else:
         sx, sy = (int(v) for v in scaling)
     if sx < 1 or sy < 1:
@@ -30,8 +31,9 @@ def parse_scaling(scaling: int | Sequence[int]) -> tuple[int, int]:
 
 def parse_padding(padding: int | Sequence[int]) -> tuple[int, int, int, int]:
     """`p`, `[px, py]` or `[px0, px1, py0, py1]` -> `(px0, px1, py0, py1)`."""
-    if isinstance(padding, int):
-        return padding, padding, padding, padding
+    if isinstance(padding, numbers.Integral):
+        p = int(padding)
+        return p, p, p, p
     padding = [int(v) for v in padding]
     if len(padding) == 2:
         px, py = padding
@@ -116,10 +118,10 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor | None, up=1, down=1, padding=0, 
         # conv2d correlates; flipping the taps turns it into a true convolution.
         f = f.flip(list(range(f.ndim)))
     if f.ndim == 2:
-        x = F.conv2d(x, f[None, None].expand(c, 1, fh, fw), groups=c)
+        x = F.conv2d(x, f[None, None].expand(c, 1, fh, fw).contiguous(), groups=c)
     else:
-        x = F.conv2d(x, f[None, None, None, :].expand(c, 1, 1, fw), groups=c)
-        x = F.conv2d(x, f[None, None, :, None].expand(c, 1, fw, 1), groups=c)
+        x = F.conv2d(x, f[None, None, None, :].expand(c, 1, 1, fw).contiguous(), groups=c)
+        x = F.conv2d(x, f[None, None, :, None].expand(c, 1, fw, 1).contiguous(), groups=c)
 
     if downx > 1 or downy > 1:
         x = x[:, :, ::downy, ::downx]
