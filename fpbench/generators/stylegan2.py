@@ -349,7 +349,9 @@ class StyleGAN2Generator(torch.nn.Module):
     """NVIDIA StyleGAN2 `Generator`: `mapping` (z, c -> ws) followed by `synthesis` (ws -> image).
 
     Accepts the StyleGAN3-repository form (synthesis kwargs flat) and the StyleGAN2-ADA form
-    (`synthesis_kwargs={...}`); `init_kwargs` always holds the flat form.
+    (`synthesis_kwargs={...}`); `init_kwargs` always holds the flat form. Unlike NVIDIA's code the
+    default `noise_mode` is 'const' everywhere (the paper's setting), so `G(z)` is deterministic and
+    equals `G.synthesis(G.mapping(z, c))`.
     """
 
     def __init__(self, z_dim: int, c_dim: int, w_dim: int, img_resolution: int, img_channels: int,
