@@ -53,24 +53,28 @@ def fail(err: BaseException) -> int:
 
 def one_line(err: BaseException) -> str:
     """A Hydra/OmegaConf error (often several lines plus a cause) squeezed into one line."""
+    import re
+
     from hydra.errors import MissingConfigException
 
-    if isinstance(err, MissingConfigException) and err.options:
-        group = err.config_name.rsplit("/", 1)[0] if err.config_name else "group"
-        bad = err.config_name.rsplit("/", 1)[-1] if err.config_name else "?"
-        opts = ", ".join(o for o in err.options if not o.endswith("_schema"))
-        return f"unknown {group} option {bad!r}; choose one of: {opts}"
-    parts = []
-    seen = set()
+    from .errors import FpbenchError
+
+    if isinstance(err, FpbenchError):
+        return " ".join(str(err).split())
+    if isinstance(err, MissingConfigException):
+        m = re.search(r"Could not find '([^']+)'", str(err))
+        if m and "/" in m.group(1) and err.options:
+            group, bad = m.group(1).rsplit("/", 1)
+            opts = ", ".join(o for o in err.options if not o.endswith("_schema"))
+            return f"unknown {group} option {bad!r}; choose one of: {opts}"
+    parts: list[str] = []
     node: BaseException | None = err
-    while node is not None and len(parts) < 3:
-        text = " ".join(line.strip() for line in str(node).strip().splitlines()[:1]).strip()
-        if text and text not in seen:
+    while node is not None and len(parts) < 2:
+        text = str(node).strip().splitlines()[0].strip().rstrip(".") if str(node).strip() else ""
+        if text and "$VALUE" not in text and text not in parts:
             parts.append(text)
-            seen.add(text)
-        node = node.__cause__ or node.__context__
-    msg = ": ".join(parts) or type(err).__name__
-    return msg.replace("\n", " ")
+        node = node.__cause__ or (None if node.__suppress_context__ else node.__context__)
+    return ": ".join(parts) or type(err).__name__
 
 
 def _is_config_error(err: BaseException) -> bool:

@@ -159,10 +159,14 @@ class UnionSweeperConf:
     differ (truncation's psi next to rescale's t and p), which a single Cartesian grid cannot.
     """
 
-    _target_: str = "fpbench.sweeper.UnionSweeper"
+    _target_: str = "hydra_plugins.fpbench_sweeper.union_sweeper.UnionSweeper"
     max_batch_size: Optional[int] = None
     params: Optional[Dict[str, str]] = None
     grids: Optional[List[Dict[str, str]]] = None
+
+
+_SCHEMA_TYPES = {c.__name__: c for c in (ModelConfig, DatasetConfig, StatsConfig, MetricsConfig,
+                                          LoggerConfig, SweepConfig)}
 
 
 def register_configs() -> None:
@@ -199,6 +203,7 @@ register_resolvers()
 
 def validate(cfg: DictConfig, *, check_paths: bool = True) -> None:
     """Raise a ConfigError (or MissingFileError) naming the first invalid value."""
+    _check_keys(cfg)
     _check_int(cfg.n, "n", low=1)
     _check_int(cfg.seed, "seed", low=0)
     if cfg.seed + cfg.n > 2**32:
@@ -228,6 +233,28 @@ def validate(cfg: DictConfig, *, check_paths: bool = True) -> None:
         _validate_model_source(cfg.model.source)
         _validate_dataset(cfg)
         check_writable(cfg.results_dir, "results_dir")
+
+
+def _check_keys(cfg: DictConfig) -> None:
+    """Reject keys no schema declares (`+key=value` can add them past struct mode)."""
+    import dataclasses
+
+    def walk(node, schema, prefix: str) -> None:
+        fields = {f.name: f for f in dataclasses.fields(schema)}
+        for key in node.keys():
+            if key == "hydra" and not prefix:
+                continue
+            if key not in fields:
+                raise ConfigError(f"unknown key {prefix}{key}; check the spelling (keys of {prefix.rstrip('.') or 'the config'}: "
+                                  f"{', '.join(fields)})")
+            ftype = fields[key].type
+            nested = _SCHEMA_TYPES.get(ftype if isinstance(ftype, str) else getattr(ftype, "__name__", ""))
+            if key == "treatment" and not prefix:
+                nested = TREATMENT_SCHEMAS.get(node.treatment.get("name"), TreatmentConfig)
+            if nested is not None and isinstance(node.get(key), DictConfig):
+                walk(node[key], nested, f"{prefix}{key}.")
+
+    walk(cfg, Config, "")
 
 
 def _check_int(value, key: str, *, low: int) -> None:
