@@ -46,6 +46,7 @@ def test_grid_rejects_label_count_mismatch():
 
 def test_fit_enlarges_with_nearest_and_default_cell():
     assert compose.default_cell(32) == 128 and compose.default_cell(256) == 256 and compose.default_cell(32, 64) == 64
+    assert compose.default_cell(1024) == 512 and compose.default_cell(1024, 1024) == 1024
     big = np.asarray(compose.fit(Image.fromarray(np.array([[0, 255]], np.uint8)).convert("RGB"), 4))
     assert set(np.unique(big)) == {0, 255}  # nearest: no blended values
 

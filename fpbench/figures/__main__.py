@@ -32,7 +32,8 @@ def add_common(p: argparse.ArgumentParser, seeds_default: str) -> None:
     g.add_argument("--treatments", nargs="+", metavar="SPEC",
                    help="treatments as name[:k=v,...], e.g. rescale:t=2,p=2 truncation:psi=0.7 "
                         "(also layerwise:t_prime=0.5, pixelnorm, none)")
-    g.add_argument("--cell", type=int, help="panel size in pixels (default: native, enlarged to >= 128)")
+    g.add_argument("--cell", type=int,
+                   help="panel size in pixels (default: native resolution, enlarged to >= 128 or shrunk to 512)")
     g.add_argument("--pad", type=int, default=4, help="pixels between panels (default 4)")
     g.add_argument("--batch-size", type=int, default=8)
     g.add_argument("--stats-n", type=int, default=3000, help="images for the feature statistics (default 3000)")

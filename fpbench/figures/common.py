@@ -4,6 +4,7 @@ synthesis to uint8 arrays, and writing the result under the output folder.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -230,15 +231,12 @@ class Session:
         return self._run(treatment, lambda wb: self.G.synthesis(wb, noise_mode="const"), ws)
 
     def _run(self, treatment, fn, x: torch.Tensor, to_uint8: bool = True):
+        # One `applied` block for all batches: its checks (e.g. the stats fingerprint) run once.
         outs = []
-        for i in range(0, len(x), self.batch_size):
-            xb = x[i:i + self.batch_size].to(self.device)
-            if treatment is None:
-                y = fn(xb)
-            else:
-                with treatment.applied(self.G):
-                    y = fn(xb)
-            outs.append(compose.to_uint8(y) if to_uint8 else y)
+        with treatment.applied(self.G) if treatment is not None else contextlib.nullcontext():
+            for i in range(0, len(x), self.batch_size):
+                y = fn(x[i:i + self.batch_size].to(self.device))
+                outs.append(compose.to_uint8(y) if to_uint8 else y)
         return np.concatenate(outs) if to_uint8 else torch.cat(outs)
 
 

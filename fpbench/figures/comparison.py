@@ -51,7 +51,8 @@ def render(session: Session, seeds: Sequence[int], specs: Sequence[TreatmentSpec
     image, layout = compose.grid(cells, cell=cell, pad=pad,
                                  col_labels=["untreated"] + [s.label for s in specs],
                                  row_labels=[f"seed {s}" for s in seeds],
-                                 title=title if title is not None else session.title)
+                                 title=(title if title is not None else session.title)
+                                 + ("; corner: PSNR vs untreated" if show_psnr else ""))
     return image, layout, scores
 
 

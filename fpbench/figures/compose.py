@@ -23,6 +23,7 @@ from ..cache import atomic_path
 BACKGROUND = (255, 255, 255)
 TEXT = (0, 0, 0)
 MIN_CELL = 128  # smaller generator outputs are enlarged (nearest) so labels stay legible
+MAX_CELL = 512  # larger ones are shrunk by default so a grid stays a few MB (pass cell= for full size)
 
 
 @dataclass(frozen=True)
@@ -97,9 +98,12 @@ def to_pil(array: np.ndarray) -> Image.Image:
 
 
 def default_cell(resolution: int, cell: int | None = None) -> int:
-    """Panel size: `cell` if given, else the native resolution enlarged by a whole factor to >= MIN_CELL."""
+    """Panel size: `cell` if given, else the native resolution enlarged by a whole factor to >= MIN_CELL,
+    or shrunk to MAX_CELL."""
     if cell:
         return int(cell)
+    if resolution > MAX_CELL:
+        return MAX_CELL
     return resolution * max(1, math.ceil(MIN_CELL / resolution))
 
 

@@ -57,7 +57,7 @@ def path_images(session: Session, seeds: Sequence[int], steps: int, space: str,
     z = session.z(seeds)
     plan = _path_steps(len(seeds), steps)
     if space == "z":
-        zs = torch.cat([slerp(z[s], z[s + 1], torch.tensor([f])) for s, f in plan])
+        zs = torch.cat([slerp(z[s], z[s + 1], torch.tensor([f], device=z.device)) for s, f in plan])
         return session.images(zs, spec)
     ws = session.ws(z, spec)
     path = torch.cat([lerp(ws[s], ws[s + 1], torch.tensor([f], device=ws.device)) for s, f in plan])
