@@ -144,16 +144,12 @@ def _check_grid(path, rows: int, cols: int, blanks: int = 0):
 
 
 def test_comparison_grid(tmp_path):
-    files = _render(tmp_path, "comparison", "--seeds", "0,1")
+    files = _render(tmp_path, "comparison", "--seeds", "0,3")
     assert files == ["comparison_tiny.png"]
-    _, a = _check_grid(tmp_path / "figs" / files[0], rows=2, cols=3)
-
-
-def test_comparison_treated_columns_differ_from_untreated(tmp_path):
-    _render(tmp_path, "comparison", "--curated-seeds", "3", "--name", "c")
-    layout, a = _check_grid(tmp_path / "figs" / "c.png", rows=1, cols=3)
-    panels = [a[y0:y1, x0:x1] for x0, y0, x1, y1 in (layout.panel_box(0, c) for c in range(3))]
-    assert np.abs(panels[1] - panels[0]).mean() > 1 and np.abs(panels[2] - panels[0]).mean() > 1
+    layout, a = _check_grid(tmp_path / "figs" / files[0], rows=2, cols=3)
+    for row in range(2):  # both treatments visibly change the image
+        untreated, *treated = [a[y0:y1, x0:x1] for x0, y0, x1, y1 in (layout.panel_box(row, c) for c in range(3))]
+        assert all(np.abs(t - untreated).mean() > 1 for t in treated)
 
 
 def test_auto_pick_chooses_most_changed_seeds():
@@ -163,8 +159,8 @@ def test_auto_pick_chooses_most_changed_seeds():
 
     s = Session(G=tiny(), device="cpu", model="tiny", stats_n=64)
     spec = TreatmentSpec.parse("truncation:psi=0.5")
-    picked = auto_pick(s, list(range(6)), spec, 2)
-    z = s.z(range(6))
+    picked = auto_pick(s, list(range(4)), spec, 2)
+    z = s.z(range(4))
     scores = psnr(s.images(z), s.images(z, spec))
     assert [seed for seed, _ in picked] == np.argsort(scores)[:2].tolist()
     assert [v for _, v in picked] == pytest.approx(np.sort(scores)[:2].tolist())
@@ -234,12 +230,16 @@ def test_wandb_offline_run_logs_and_failure_is_a_warning(tmp_path, monkeypatch):
     media = list((tmp_path / "wb").rglob("media/images/**/*.png"))
     assert len(media) == 1
 
+    from fpbench.figures.common import FigureOutput
+    from fpbench.figures.wandb_log import log_figures
+
     finished = []
     monkeypatch.setattr(wandb, "init", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("no network")))
     monkeypatch.setattr(wandb, "finish", lambda *a, **k: finished.append(True))
+    out = FigureOutput("comparison", tmp_path / "figs" / "comparison_tiny.png")
     with pytest.warns(UserWarning, match="W&B logging failed .*no network.*figures are on disk"):
-        assert main(argv + ["--name", "again"]) == 0
-    assert finished == [True] and (tmp_path / "figs" / "again.png").stat().st_size > 0
+        assert log_figures([out], config={}) is False
+    assert finished == [True] and out.png.stat().st_size > 0
 
 
 def _meta(path) -> dict:
