@@ -89,6 +89,7 @@ def test_psnr_known_answer():
 def test_parse_seeds_and_treatments():
     assert parse_seeds("0-3,7") == [0, 1, 2, 3, 7]
     specs = parse_treatments(["ours:t=2,p=2.5", "truncation:psi=0.7"])
+    assert parse_treatments(["rescale:risk_rule=official"])[0].kwargs == {"risk_rule": "official"}
     assert specs == [TreatmentSpec("rescale", (("t", 2), ("p", 2.5))),
                      TreatmentSpec("truncation", (("psi", 0.7),))]
     assert specs[1].label == "truncation (ψ=0.7)"
@@ -98,7 +99,10 @@ def test_parse_seeds_and_treatments():
     (["comparison", "--seeds", "3-1"], "seed range '3-1' runs backwards"),
     (["comparison", "--seeds", "a"], "bad seed 'a'"),
     (["comparison", "--treatments", "truncation:psi"], "write key=value"),
-    (["comparison", "--treatments", "truncation:psi=high"], "values must be numbers"),
+    (["comparison", "--treatments", "truncation:psi=high"], "psi must be a finite number, got 'high'"),
+    (["comparison", "--treatments", "rescale:q=1"], "treatment 'rescale' has no parameter(s) q"),
+    (["comparison", "--treatments", "rescale:risk_rule=odd"], "risk_rule must be one of"),
+    (["comparison", "--treatments", "blur"], "unknown treatment 'blur'"),
     (["comparison", "--auto-pick", "9", "--pool", "0-3"], "--auto-pick 9 must be between 1 and the pool size 4"),
     (["comparison", "--auto-pick", "2", "--curated-seeds", "1,2"], "exclude each other"),
     (["comparison", "--batch-size", "0"], "--batch-size and --stats-n must be >= 1"),

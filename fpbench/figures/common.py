@@ -71,7 +71,7 @@ class TreatmentSpec:
     """A treatment name plus its parameters, parsed from 'name' or 'name:k=v,k=v'."""
 
     name: str
-    params: tuple[tuple[str, float], ...] = ()
+    params: tuple[tuple[str, float | str], ...] = ()
     title: str | None = field(default=None, compare=False)  # overrides the generated label
 
     @classmethod
@@ -108,10 +108,13 @@ class TreatmentSpec:
 
 
 def _number(value: str, text: str):
+    """'2' -> 2, '0.7' -> 0.7; anything else stays a string (e.g. risk_rule=official) for `build` to check."""
+    if not value:
+        raise ConfigError(f"empty treatment value in {text!r}; write key=value, e.g. psi=0.7")
     try:
         f = float(value)
     except ValueError:
-        raise ConfigError(f"bad treatment value {value!r} in {text!r}; values must be numbers") from None
+        return value
     return int(f) if f.is_integer() and "." not in value and "e" not in value.lower() else f
 
 
