@@ -1,0 +1,262 @@
+"""Timing and memory measurement shared by the benchmarks and the app's Table 3 sweep.
+
+Timings on a shared or throttling machine drift; comparing two ways of doing the same work (plain
+vs. treated generation) is only fair when they are measured *interleaved*: every repeat runs each
+candidate once, in an order that rotates from repeat to repeat, and the verdict is the median of
+per-repeat ratios (load drift between repeats cancels within a repeat). Device work is
+synchronised before and after each timed call, so the numbers are device time plus launch cost.
+
+    times = interleaved({"plain": f, "treated": g}, repeats=9, device=dev)
+    ratio(times, "treated", "plain")        # median of per-repeat ratios
+    rows = table3(G, treatment, batch=16, device=dev)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Mapping
+
+import torch
+
+__all__ = ["sync", "interleaved", "ratio", "median", "Table3Row", "table3", "generation_fns",
+           "PeakMemory", "peak_memory", "best_batch_size", "machine_info", "is_oom"]
+
+
+def sync(device: torch.device | str) -> None:
+    """Wait for queued device work (no-op on the CPU)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def median(values) -> float:
+    return float(statistics.median(values))
+
+
+def interleaved(fns: Mapping[str, Callable[[], object]], repeats: int = 7, warmup: int = 1,
+                device: torch.device | str = "cpu") -> dict[str, list[float]]:
+    """Seconds of each call in `fns`, `repeats` times each, interleaved with a rotating order.
+
+    Every function is called `warmup` times first (untimed). Returns ``{name: [seconds, ...]}``,
+    the i-th entry of every list coming from the same repeat.
+    """
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats}, {warmup}")
+    names = list(fns)
+    for _ in range(warmup):
+        for name in names:
+            fns[name]()
+    sync(device)
+    out: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(repeats):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            sync(device)
+            tic = time.perf_counter()
+            fns[name]()
+            sync(device)
+            out[name].append(time.perf_counter() - tic)
+    return out
+
+
+def ratio(times: Mapping[str, list[float]], num: str, den: str) -> float:
+    """Median over repeats of ``times[num][i] / times[den][i]`` (paired, so drift cancels)."""
+    return median([a / b for a, b in zip(times[num], times[den])])
+
+
+def generation_fns(G, treatment, z: torch.Tensor, c: torch.Tensor | None = None,
+                   noise_mode: str = "const") -> dict[str, Callable[[], torch.Tensor]]:
+    """``{"plain": ..., "treated": ...}``: one forward pass of `G` on `z`, without and with `treatment`.
+
+    The treated call enters ``treatment.applied(G)`` every time, as a runner does per batch, so its
+    setup cost (checks, moving statistics to the device) is part of the measured overhead.
+    """
+    @torch.no_grad()
+    def plain():
+        return G(z, c, noise_mode=noise_mode)
+
+    @torch.no_grad()
+    def treated():
+        with treatment.applied(G):
+            return G(z, c, noise_mode=noise_mode)
+
+    return {"plain": plain, "treated": treated}
+
+
+@dataclass
+class Table3Row:
+    """Seconds per image: plain and treated at batch 1 ("serial") and at `batch` ("parallel")."""
+
+    batch: int
+    plain_serial: float
+    treated_serial: float
+    plain_parallel: float
+    treated_parallel: float
+    ratio_serial: float          # median of paired per-repeat ratios, treated / plain at batch 1
+    ratio_parallel: float        # same at `batch`
+    repeats: int
+    raw: dict = field(default_factory=dict, repr=False)
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "raw"}
+
+
+def table3(G, treatment, batch: int = 16, repeats: int = 7, warmup: int = 1, device=None, seed: int = 0,
+           noise_mode: str = "const", serial_repeats: int | None = None) -> Table3Row:
+    """Table 3 of the paper for `G` on its device: s/image plain vs. treated, batch 1 and `batch`."""
+    from .generators import seeds_to_z
+    from .treatments.hooks import module_device
+
+    device = torch.device(device) if device is not None else module_device(G)
+    c_dim = int(getattr(G, "c_dim", 0) or 0)
+    rows = {}
+    for label, b, reps in (("serial", 1, serial_repeats or repeats), ("parallel", batch, repeats)):
+        z = seeds_to_z(list(range(seed, seed + b)), G.z_dim, device=device)
+        c = torch.zeros([b, c_dim], device=device) if c_dim else None
+        rows[label] = interleaved(generation_fns(G, treatment, z, c, noise_mode), repeats=reps, warmup=warmup,
+                                  device=device)
+    s, p = rows["serial"], rows["parallel"]
+    return Table3Row(batch=batch, plain_serial=median(s["plain"]), treated_serial=median(s["treated"]),
+                     plain_parallel=median(p["plain"]) / batch, treated_parallel=median(p["treated"]) / batch,
+                     ratio_serial=ratio(s, "treated", "plain"), ratio_parallel=ratio(p, "treated", "plain"),
+                     repeats=repeats, raw=rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory
+
+def _read_status_kb(key: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _reset_host_peak() -> bool:
+    # Linux: writing 5 to clear_refs resets the peak resident set size (VmHWM) of this process.
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+@dataclass
+class PeakMemory:
+    host_peak_mb: float | None = None      # peak resident set size of the process during the block
+    host_start_mb: float | None = None     # resident set size when the block started
+    device_peak_mb: float | None = None    # torch's peak allocated CUDA memory during the block
+    host_peak_is_process_max: bool = False  # the peak could not be reset: it is the process lifetime max
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@contextlib.contextmanager
+def peak_memory(device: torch.device | str = "cpu") -> Iterator[PeakMemory]:
+    """Measure peak host RSS and peak CUDA allocation of the enclosed block."""
+    device = torch.device(device)
+    rec = PeakMemory()
+    rec.host_peak_is_process_max = not _reset_host_peak()
+    rss = _read_status_kb("VmRSS")
+    rec.host_start_mb = rss / 1024 if rss is not None else None
+    if device.type == "cuda":
+        sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    try:
+        yield rec
+    finally:
+        sync(device)
+        hwm = _read_status_kb("VmHWM")
+        if hwm is None:
+            import resource
+
+            hwm = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss   # kB on Linux
+            rec.host_peak_is_process_max = True
+        rec.host_peak_mb = hwm / 1024
+        if device.type == "cuda":
+            rec.device_peak_mb = torch.cuda.max_memory_allocated(device) / 2 ** 20
+
+
+# ---------------------------------------------------------------------------------------------
+# Batch size
+
+def is_oom(err: BaseException) -> bool:
+    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
+
+
+def best_batch_size(run: Callable[[int], object], candidates, device="cpu", repeats: int = 3,
+                    warmup: int = 1, time_budget_s: float | None = None) -> tuple[int, dict[int, float]]:
+    """The candidate batch size with the highest images/s for ``run(batch)``.
+
+    Candidates are tried in increasing order; an out-of-memory error ends the search (the cache is
+    emptied), as does throughput falling below 90% of the best so far twice in a row, or the time
+    budget running out. Returns ``(best, {batch: images/s})``.
+    """
+    device = torch.device(device)
+    speeds: dict[int, float] = {}
+    start = time.perf_counter()
+    worse = 0
+    for b in sorted(set(int(x) for x in candidates)):
+        try:
+            t = interleaved({"run": lambda b=b: run(b)}, repeats=repeats, warmup=warmup, device=device)["run"]
+        except Exception as err:  # noqa: BLE001 - only OOM ends the search quietly
+            if not is_oom(err):
+                raise
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            break
+        speeds[b] = b / median(t)
+        best = max(speeds.values())
+        worse = worse + 1 if speeds[b] < 0.9 * best else 0
+        if worse >= 2 or (time_budget_s is not None and time.perf_counter() - start > time_budget_s):
+            break
+    if not speeds:
+        raise RuntimeError("no batch size fitted in memory")
+    return max(speeds, key=speeds.get), speeds
+
+
+# ---------------------------------------------------------------------------------------------
+# Provenance
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info(device: torch.device | str = "cpu") -> dict:
+    """What the numbers were measured on: CPU, cores, threads, load, memory, GPU, versions."""
+    device = torch.device(device)
+    info = {"host": platform.node(), "os": platform.platform(), "python": platform.python_version(),
+            "torch": torch.__version__, "cpu": _cpu_model(), "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "device": str(device)}
+    with contextlib.suppress(OSError):
+        info["load_avg_1m"] = round(os.getloadavg()[0], 2)
+    mem = None
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/meminfo") as f:
+            mem = int(f.readline().split()[1]) / 2 ** 20
+    info["ram_gb"] = round(mem, 1) if mem else None
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        info.update(gpu=props.name, gpu_memory_gb=round(props.total_memory / 2 ** 30, 1), cuda=torch.version.cuda,
+                    gpu_capability=f"{props.major}.{props.minor}")
+    return info
