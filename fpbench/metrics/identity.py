@@ -71,7 +71,7 @@ class Identity(PairwiseMetric):
 
     def scores(self, treated, original):
         a, b = self.embed(treated).double(), self.embed(original).double()
-        return F.cosine_similarity(a, b, dim=1, eps=1e-12)
+        return F.cosine_similarity(a, b, dim=1, eps=1e-12).clamp(-1, 1)
 
 
 def _crop_box(crop) -> tuple[float, float, float, float]:

@@ -88,8 +88,9 @@ def resolve(spec: WeightsFile, path: str | os.PathLike | None = None, *, local_d
     except MissingFileError as err:
         if dest.exists() or "does not match" in str(err):
             raise
+        how = f"unzip it from {spec.url}" if spec.zip_member else f"get it from {spec.url}"
         raise MissingFileError(
-            f"{what} {spec.filename} is not cached and cannot be downloaded (offline?); get it from {spec.url} "
+            f"{what} {spec.filename} is not cached and cannot be downloaded (offline?); {how} "
             f"and place it at {dest}, or pass its path explicitly") from None
 
 
