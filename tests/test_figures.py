@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fpbench.errors import ConfigError
 from fpbench.figures import compose
 from fpbench.figures.__main__ import main
 from fpbench.figures.common import TreatmentSpec, parse_seeds, parse_treatments, psnr
@@ -154,6 +153,11 @@ def test_comparison_grid(tmp_path):
     for row in range(2):  # both treatments visibly change the image
         untreated, *treated = [a[y0:y1, x0:x1] for x0, y0, x1, y1 in (layout.panel_box(row, c) for c in range(3))]
         assert all(np.abs(t - untreated).mean() > 1 for t in treated)
+
+
+def test_comparison_transposed_paper_layout(tmp_path):
+    files = _render(tmp_path, "comparison", "--seeds", "0,1,2", "--treatments", "truncation", "--transpose")
+    _check_grid(tmp_path / "figs" / files[0], rows=2, cols=3)
 
 
 def test_auto_pick_chooses_most_changed_seeds():

@@ -7,6 +7,7 @@ Command line: `python -m fpbench.figures <kind> --model tiny --seeds 0-3`; kinds
 from . import comparison, compose, difference, hyperparams, histograms, interpolation, layerwise, proliferation
 from .common import FigureOutput, Session, TreatmentSpec, parse_seeds, parse_treatments
 
-FIGURES = {m.KIND: m for m in (comparison, difference, hyperparams, proliferation, histograms, interpolation, layerwise)}
+FIGURES = {m.KIND: m for m in (comparison, difference, hyperparams, proliferation, histograms, interpolation,
+                               layerwise)}
 
 __all__ = ["FIGURES", "FigureOutput", "Session", "TreatmentSpec", "compose", "parse_seeds", "parse_treatments"]

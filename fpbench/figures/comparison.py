@@ -32,8 +32,10 @@ def auto_pick(session: Session, pool: Sequence[int], spec: TreatmentSpec, k: int
 
 
 def render(session: Session, seeds: Sequence[int], specs: Sequence[TreatmentSpec], *,
-           cell: int | None = None, pad: int = 4, show_psnr: bool = False, title: str | None = None):
-    """(image, layout, per-treatment PSNR) of the grid: rows = seeds, columns = untreated + specs."""
+           cell: int | None = None, pad: int = 4, show_psnr: bool = False, title: str | None = None,
+           transpose: bool = False):
+    """(image, layout, per-treatment PSNR) of the grid: rows = seeds, columns = untreated + specs
+    (`transpose`: rows = untreated + specs, columns = seeds, as in the paper's Figs 1 and 5)."""
     z = session.z(seeds)
     base = session.images(z)
     columns = [base] + [session.images(z, s) for s in specs]
@@ -48,9 +50,12 @@ def render(session: Session, seeds: Sequence[int], specs: Sequence[TreatmentSpec
                 panel = compose.annotate(panel, fmt_psnr(scores[specs[j - 1].label][i]), corner="br")
             row.append(panel)
         cells.append(row)
-    image, layout = compose.grid(cells, cell=cell, pad=pad,
-                                 col_labels=["untreated"] + [s.label for s in specs],
-                                 row_labels=[f"seed {s}" for s in seeds],
+    col_labels = ["untreated"] + [s.label for s in specs]
+    row_labels = [f"seed {s}" for s in seeds]
+    if transpose:
+        cells = [list(col) for col in zip(*cells)]
+        col_labels, row_labels = row_labels, col_labels
+    image, layout = compose.grid(cells, cell=cell, pad=pad, col_labels=col_labels, row_labels=row_labels,
                                  title=(title if title is not None else session.title)
                                  + ("; corner: PSNR vs untreated" if show_psnr else ""))
     return image, layout, scores
@@ -58,11 +63,14 @@ def render(session: Session, seeds: Sequence[int], specs: Sequence[TreatmentSpec
 
 def make(session: Session, seeds: Sequence[int], specs: Sequence[TreatmentSpec], out_dir: Path, name: str,
          *, cell: int | None = None, pad: int = 4, show_psnr: bool = False, kind: str = "comparison",
-         picked: list[tuple[int, float]] | None = None, title: str | None = None) -> FigureOutput:
+         picked: list[tuple[int, float]] | None = None, title: str | None = None,
+         transpose: bool = False) -> FigureOutput:
     if not specs:
         raise ConfigError("no treatments to compare; pass e.g. --treatments rescale truncation:psi=0.7")
-    image, layout, scores = render(session, seeds, specs, cell=cell, pad=pad, show_psnr=show_psnr, title=title)
+    image, layout, scores = render(session, seeds, specs, cell=cell, pad=pad, show_psnr=show_psnr, title=title,
+                                   transpose=transpose)
     meta = {"model": session.model, "seeds": list(seeds), "treatments": [s.label for s in specs],
+            "rows": "treatments" if transpose else "seeds",
             "psnr_db": scores, "auto_picked": picked}
     caption = f"{session.title}: seeds {', '.join(map(str, seeds))}; columns: untreated, " + \
         ", ".join(s.label for s in specs)
@@ -82,6 +90,8 @@ def add_arguments(p) -> None:
     p.add_argument("--pool", default="0-63", help="seed pool for --auto-pick (default 0-63)")
     p.add_argument("--pick-by", help="treatment spec that --auto-pick measures (default: the first treatment)")
     p.add_argument("--show-psnr", action="store_true", help="write PSNR vs untreated on each treated panel")
+    p.add_argument("--transpose", action="store_true",
+                   help="rows = treatments, columns = seeds (the paper's Figs 1 and 5 layout)")
 
 
 def validate(args) -> dict:
@@ -113,4 +123,4 @@ def run(session: Session, args, plan: dict, out_dir: Path, name: str) -> list[Fi
         print("auto-picked (seed, PSNR dB vs untreated): "
               + ", ".join(f"({s}, {fmt_psnr(v)})" for s, v in picked))
     return [make(session, seeds, plan["specs"], out_dir, name, cell=args.cell, pad=args.pad,
-                 show_psnr=args.show_psnr, picked=picked)]
+                 show_psnr=args.show_psnr, picked=picked, transpose=args.transpose)]

@@ -114,7 +114,8 @@ def add_arguments(p) -> None:
     p.add_argument("--steps", type=int, default=6, help="steps per segment between consecutive seeds (default 6)")
     p.add_argument("--space", choices=["w", "z"], default="w", help="lerp in W (default) or slerp in Z")
     p.add_argument("--direction", help="edit instead of interpolate: .npy/.pt vector [w_dim] added to w(seed)")
-    p.add_argument("--alphas", default="-3,-2,-1,0,1,2,3", help="edit strengths for --direction (write --alphas=-3,0,3 when the list starts with a minus)")
+    p.add_argument("--alphas", default="-3,-2,-1,0,1,2,3",
+                   help="edit strengths for --direction (write --alphas=-3,0,3 when the list starts with a minus)")
     p.add_argument("--gif", action="store_true", help="also write an animated GIF")
     p.add_argument("--mp4", action="store_true", help="also write an MP4 (needs imageio-ffmpeg)")
     p.add_argument("--fps", type=int, default=12)

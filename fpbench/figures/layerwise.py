@@ -19,6 +19,7 @@ def add_arguments(p) -> None:
     p.add_argument("--t", type=float, default=2.0, help="t of both variants (default 2)")
     p.add_argument("--p", type=float, default=2.0, help="p of both variants (default 2)")
     p.add_argument("--pixelnorm", action="store_true", help="add a pixel-norm column (Fig 12)")
+    p.add_argument("--transpose", action="store_true", help="rows = variants, columns = seeds (Fig 11 layout)")
 
 
 def validate(args) -> dict:
@@ -37,4 +38,5 @@ def validate(args) -> dict:
 
 def run(session: Session, args, plan: dict, out_dir: Path, name: str) -> list[FigureOutput]:
     return [comparison.make(session, plan["seeds"], plan["specs"], out_dir, name, cell=args.cell, pad=args.pad,
-                            kind=KIND, title=f"{session.title}; t={args.t:g}, p={args.p:g} for both variants")]
+                            kind=KIND, transpose=args.transpose,
+                            title=f"{session.title}; t={args.t:g}, p={args.p:g} for both variants")]

@@ -26,7 +26,7 @@ def log_figures(outputs: Sequence[FigureOutput], *, config: dict, project: str =
         if directory:
             os.makedirs(directory, exist_ok=True)
         run = wandb.init(project=project, mode=mode, job_type="figures", name=name, config=config,
-                         dir=directory, reinit="finish_previous")
+                         dir=directory)
         payload = {}
         for out in outputs:
             key = f"figures/{out.kind}/{out.png.stem}"
