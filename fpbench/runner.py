@@ -43,8 +43,34 @@ def run_from_hydra(cfg: DictConfig) -> dict:
     """Hydra task: the job folder is Hydra's output dir (results/runs/<sweep>/<job>)."""
     from hydra.core.hydra_config import HydraConfig
 
-    job_dir = Path(HydraConfig.get().runtime.output_dir)
-    return run_job(cfg, job_dir)
+    hc = HydraConfig.get()
+    job_dir = Path(hc.runtime.output_dir)
+    record = run_job(cfg, job_dir)
+    if str(hc.mode).endswith("RUN") and not str(hc.mode).endswith("MULTIRUN"):
+        print(summary_table(record, job_dir), flush=True)
+    return record
+
+
+def summary_table(record: dict, job_dir: Path) -> str:
+    """The closing printout of a single run: metric values, how to read them, what was written."""
+    uncal = record.get("uncalibrated", {})
+    lines = ["", f"fpbench: {record['model']['name']} | {record['dataset']['name']}"
+             + (" (generated reference)" if record["dataset"].get("generated") else "")
+             + f" | {record['treatment']['name']} {record['treatment'].get('params', {})} | n={record['n']}", ""]
+    width = max([len(k) for k in record["values"]] + [6])
+    lines.append(f"  {'metric':<{width}}  {'value':>10}  note")
+    for key, value in record["values"].items():
+        owner = "pr" if key in ("precision", "recall") else key.split("/")[0]
+        note = "uncalibrated (random-weight network)" if uncal.get(owner) else ""
+        lines.append(f"  {key:<{width}}  {value:>10.4f}  {note}")
+    if record.get("any_uncalibrated"):
+        lines += ["", "  uncalibrated: metric networks have random weights (metrics.pretrained=false); the numbers",
+                  "  check the pipeline and are not comparable to the paper."]
+    lines += ["", "wrote:"] + [f"  {job_dir / name}" for name in ["metrics.json", "config.yaml", *record.get("samples", [])]]
+    wb = record.get("wandb") or {}
+    if wb.get("dir"):
+        lines.append(f"  {wb['dir']}  (W&B {wb.get('mode', '')} run; `wandb sync {wb['dir']}` uploads it)")
+    return "\n".join(lines)
 
 
 def run_job(cfg: DictConfig, job_dir: str | os.PathLike, *, job_name: str | None = None) -> dict:
@@ -372,25 +398,14 @@ def create_metrics(cfg: DictConfig, device) -> dict[str, Any]:
 
     names = metric_names(cfg)
     options = OmegaConf.to_container(cfg.metrics.options, resolve=True) if cfg.metrics.options else {}
-    bank = None
-    if any(n in DISTRIBUTION_METRICS or n in ("lpips", "id") for n in names):
-        try:
-            bank = M.FeatureBank(device=device, pretrained=cfg.metrics.pretrained)
-        except Exception:  # noqa: BLE001 - sharing extractors is an optimisation only
-            bank = None
+    # one bank: metrics on the same feature extractor share the network and each batch's features
+    bank = M.FeatureBank() if any(n in DISTRIBUTION_METRICS for n in names) else None
     out = {}
     for name in names:
         opts = dict(options.get(name) or {})
-        if bank is not None and name in DISTRIBUTION_METRICS:
+        if name in DISTRIBUTION_METRICS:
             opts.setdefault("bank", bank)
-        try:
-            out[name] = M.create(name, device=device, pretrained=cfg.metrics.pretrained, **opts)
-        except ConfigError as err:
-            if "bank" in str(err) and "bank" in opts and opts["bank"] is bank:
-                opts.pop("bank")
-                out[name] = M.create(name, device=device, pretrained=cfg.metrics.pretrained, **opts)
-            else:
-                raise
+        out[name] = M.create(name, device=device, pretrained=cfg.metrics.pretrained, **opts)
     return out
 
 
