@@ -13,6 +13,17 @@ from fpbench.figures.__main__ import main
 from fpbench.figures.common import TreatmentSpec, parse_seeds, parse_treatments, psnr
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """The tiny generator is far cheaper on one thread than on two contended ones (shared CI cores)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 # --- composition ------------------------------------------------------------------------------
 
 def _solid(value: int, size: int = 16) -> Image.Image:
