@@ -112,7 +112,7 @@ def render(session: Session, seeds: Sequence[int], layer: str, channel: int, *, 
                                                treatment=treatment)
             rows.append(("treated", f"inserted + {spec.label}", ins, "treated", "inserted"))
     traced = {key: _traced(feats[key].features, source, measured) for key in ("cancer", "inserted") if key in feats}
-    cell = compose.default_cell(G.img_resolution, cell)
+    cell = cell or min(compose.default_cell(G.img_resolution), 256)  # many columns: keep the default modest
     grid_rows = []
     for key, _, result, cond, driver in rows:
         panels = [map_panel(feats[key].features[layer][0, channel], cell)]
