@@ -313,3 +313,17 @@ def test_build_factory(G, stats, tmp_path):
         build("truncation", t=2)
     with pytest.raises(ConfigError, match=r"treatment 'rescale' needs feature statistics"):
         build("rescale")
+
+
+@torch.no_grad()
+def test_weights_changed_in_place_are_noticed(stats, z):
+    G2 = tiny(seed=0)
+    tr = FeatureRescaling(stats)
+    with tr.applied(G2):
+        pass
+    with tr.applied(G2):                   # verified once: no re-hash needed, still fine
+        pass
+    G2.synthesis.b8.conv0.bias.add_(1.0)
+    with pytest.raises(StatsMismatchError, match=r"not for this generator"):
+        with tr.applied(G2):
+            pass

@@ -25,6 +25,7 @@ class LayerwiseRescaling(Treatment):
         self.t_prime = check_number("t_prime", t_prime)
         self.c = check_number("c", c, low=0.0)
         self.layers = check_layers_arg(layers)
+        self._verified: dict = {}
         if self.layers is not None:   # values now; names against G and missing layers at applied(G)
             self.stats.validate([layer for layer in self.layers if layer in self.stats.mean])
 
@@ -35,7 +36,7 @@ class LayerwiseRescaling(Treatment):
 
     def _prepare(self, G):
         layers = resolve_layers(G, self.layers)
-        stats = stats_on_device(self.stats, G, layers)
+        stats = stats_on_device(self.stats, G, layers, self._verified)
         return [(layer, self._hook(layer, *stats[layer])) for layer in layers]
 
     def _hook(self, layer, mean, std):
