@@ -310,9 +310,9 @@ def _validate_metrics(cfg: DictConfig) -> None:
         unknown = [n for n in names if n not in registry]
         if unknown:
             raise ConfigError(f"unknown metric {unknown[0]!r}; choose from {', '.join(sorted(registry))}")
-    for key in cfg.metrics.options:
-        if key not in names:
-            raise ConfigError(f"metrics.options.{key} is set but metric {key!r} is not in metrics.names")
+    for key in cfg.metrics.options:  # options of unselected metrics are allowed (presets set several)
+        if registry and key not in registry:
+            raise ConfigError(f"metrics.options.{key}: no metric {key!r}; choose from {', '.join(sorted(registry))}")
 
 
 def needs_reference(cfg: DictConfig) -> bool:
