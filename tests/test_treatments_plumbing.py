@@ -327,3 +327,34 @@ def test_weights_changed_in_place_are_noticed(stats, z):
     with pytest.raises(StatsMismatchError, match=r"not for this generator"):
         with tr.applied(G2):
             pass
+
+
+@torch.no_grad()
+def test_stylegan3_rescaling_plumbing(fixtures_dir):
+    G3 = _fixture_generator(fixtures_dir, "sg3_t")
+    z3 = seeds_to_z(range(3), G3.z_dim)
+    layers = default_layers(G3)
+    feats = {}
+    hooks = [G3.get_submodule(l).register_forward_hook(lambda m, i, o, l=l: feats.__setitem__(l, o)) for l in layers]
+    plain = G3(z3)
+    for h in hooks:
+        h.remove()
+    # statistics that make every channel of the first treated layer risky (mean far below its value)
+    mean = {l: feats[l].mean(dim=(0, 2, 3)).double() for l in layers}
+    std = {l: torch.full_like(mean[l], 0.5) for l in layers}
+    first = layers[0]
+    mean[first] = mean[first] - 10.0
+    stats3 = FeatureStats(mean, std, {"fingerprint": weights_fingerprint(G3)})
+    with FeatureRescaling(stats3, t=2.0, p=2.0, layers=[first]).applied(G3):
+        got = G3(z3)
+    x = feats[first]
+    y = F.rescale_by_risk(x, mean[first], std[first], 2.0, 2.0)
+
+    def replace(module, inputs, output):
+        return y
+    h = G3.get_submodule(first).register_forward_hook(replace)
+    expected = G3(z3)
+    h.remove()
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    assert (got - plain).abs().max() > 1e-4
+    assert _no_hooks_left(G3)

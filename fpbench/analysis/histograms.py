@@ -77,7 +77,8 @@ def feature_histograms(G, n: int = 1000, batch_size: int = 32, seed: int = 0, la
     mean_counts = {l: torch.zeros(bins, dtype=torch.long, device=device) for l in layers}
     std_counts = {l: torch.zeros(bins, dtype=torch.long, device=device) for l in layers}
     outside = {l: torch.zeros(4, dtype=torch.long, device=device) for l in layers}
-    sums = {l: torch.zeros(5, dtype=torch.float64, device=device) for l in layers}  # count, Σm, Σm², Σs, Σs²
+    sums = {l: torch.zeros(4, dtype=torch.float64, device=device) for l in layers}  # Σm, Σm², Σs, Σs²
+    counts = {l: 0 for l in layers}
 
     def hook(layer):
         def fn(module, inputs, x):
@@ -89,8 +90,8 @@ def feature_histograms(G, n: int = 1000, batch_size: int = 32, seed: int = 0, la
             outside[layer] += torch.stack([(m < mean_range[0]).sum(), (m >= mean_range[1]).sum(),
                                            (s < std_range[0]).sum(), (s >= std_range[1]).sum()])
             md, sd = m.double(), s.double()
-            sums[layer] += torch.stack([torch.tensor(float(m.numel()), dtype=torch.float64, device=m.device),
-                                        md.sum(), md.square().sum(), sd.sum(), sd.square().sum()])
+            counts[layer] += m.numel()          # a shape: known on the host, no device sync
+            sums[layer] += torch.stack([md.sum(), md.square().sum(), sd.sum(), sd.square().sum()])
         return fn
 
     with forward_hooks(G, [(l, hook(l)) for l in layers]), \
@@ -103,7 +104,8 @@ def feature_histograms(G, n: int = 1000, batch_size: int = 32, seed: int = 0, la
 
     moments = {}
     for l in layers:
-        k, sm, sm2, ss, ss2 = sums[l].tolist()
+        k = counts[l]
+        sm, sm2, ss, ss2 = sums[l].tolist()
         moments[l] = {"mean_of_means": sm / k, "std_of_means": max(sm2 / k - (sm / k) ** 2, 0.0) ** 0.5,
                       "mean_of_stds": ss / k, "std_of_stds": max(ss2 / k - (ss / k) ** 2, 0.0) ** 0.5}
     return FeatureHistograms(

@@ -15,7 +15,8 @@ Two risk rules
     d = |mean_hw(x) - mu|,  r = d / sigma           rescaled where d > c and r > t, by x / (p * r)
 
 The released code has no floor on sigma; instead it skips channels whose absolute deviation ``d``
-is at most ``c`` (the code hard-wires this threshold per block; 0.1 is the usual value). So the
+is at most ``c`` (the code hard-wires this threshold per block, 0.01 to 0.2 in different files of
+the release; ``c`` defaults to 0.1 here, the paper's constant). So the
 two rules differ on channels with small sigma: the paper rule divides by ``c`` instead (smaller
 risk, gentler rescaling), the official rule uses the raw, possibly huge, ratio but ignores small
 absolute deviations. For sigma >= c and d > c both rules give the same result.
