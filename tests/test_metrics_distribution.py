@@ -251,3 +251,17 @@ class _NoBank(M.FeatureBank):
 class _StubExtractor:
     def __init__(self, key, dim):
         self.key, self.dim, self.uncalibrated, self.device = key, dim, True, torch.device("cpu")
+
+
+def test_pr_blockwise_equals_full():
+    real, fake = _feats(30, seed=1), _feats(25, seed=2) + 0.3
+    full = M.create("pr", pretrained=False, bank=_NoBank(16))
+    blocks = M.create("pr", pretrained=False, bank=_NoBank(16), row_batch=8)   # > row_batch rows: blockwise
+    for m in (full, blocks):
+        m.load_state_dict({"fake": fake, "real": real})
+    assert full.compute() == blocks.compute()
+
+
+def test_random_weights_and_path_conflict(tmp_path):
+    with pytest.raises(ConfigError, match="pretrained=False .* weights= was also given"):
+        M.create("fid", pretrained=False, weights=str(tmp_path / "w.pth"))

@@ -142,3 +142,17 @@ def test_ssim_too_small():
     x = torch.zeros(1, 3, 8, 8)
     with pytest.raises(ConfigError, match="at least 11x11"):
         M.create("ssim").update(x, x)
+
+
+def test_state_is_one_float_per_image():
+    m = _metric("psnr")
+    for _ in range(3):
+        x, y = _pair(n=4)
+        m.update(x, y)
+    state = m.state_dict()
+    assert list(state) == ["scores"] and state["scores"].shape == (12,) and state["scores"].dtype == torch.float64
+
+
+def test_random_weights_and_path_conflict(tmp_path):
+    with pytest.raises(ConfigError, match="backbone_weights= was also given"):
+        M.create("lpips", pretrained=False, backbone_weights=str(tmp_path / "a.pth"))

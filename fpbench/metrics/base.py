@@ -47,7 +47,14 @@ def check_pair(treated, original) -> tuple[torch.Tensor, torch.Tensor]:
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
     """[-1, 1] float -> uint8 exactly as NVIDIA saves generator images (x * 127.5 + 128, clamp, truncate)."""
-    return (x * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+    return (x.to(torch.float32) * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+
+
+def check_weights_choice(pretrained: bool, **paths) -> None:
+    """Random weights and an explicit weights file contradict each other; say so instead of ignoring one."""
+    given = [k for k, v in paths.items() if v is not None]
+    if not pretrained and given:
+        raise ConfigError(f"pretrained=False builds random weights but {given[0]}= was also given; drop one")
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:

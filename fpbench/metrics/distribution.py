@@ -151,18 +151,21 @@ class PrecisionRecall(DistributionMetric):
     name = "pr"
     default_extractor = "vgg16"
 
-    def __init__(self, *, k: int = 3, row_batch: int = 10000, save_cpu_ram: bool = False, **kw):
+    def __init__(self, *, k: int = 3, row_batch: int = 10000, save_cpu_ram: bool | None = None, **kw):
         super().__init__(**kw)
         if k < 1:
             raise ConfigError(f"pr needs k >= 1, got {k}")
-        self.k, self.row_batch, self.save_cpu_ram = int(k), int(row_batch), bool(save_cpu_ram)
+        self.k, self.row_batch, self.save_cpu_ram = int(k), int(row_batch), save_cpu_ram
 
     def compute(self) -> dict[str, float]:
         from torch_fidelity.metric_prc import prc_features_to_metric
 
         fake, real = self._both(self.k + 1, f"k={self.k} nearest neighbours besides itself")
+        # torch-fidelity's default holds full distance matrices (N x M floats); beyond row_batch rows we
+        # switch to its blockwise variant, which gives the same numbers with a bounded footprint
+        save_ram = self.save_cpu_ram if self.save_cpu_ram is not None else max(len(fake), len(real)) > self.row_batch
         out = prc_features_to_metric(fake, real, prc_neighborhood=self.k, prc_batch_size=self.row_batch,
-                                     save_cpu_ram=self.save_cpu_ram, verbose=False)
+                                     save_cpu_ram=save_ram, verbose=False)
         return {"precision": float(out["precision"]), "recall": float(out["recall"])}
 
 
@@ -177,7 +180,7 @@ class DensityCoverage(DistributionMetric):
     name = "density_coverage"
     default_extractor = "vgg16"
 
-    def __init__(self, *, k: int = 5, row_batch: int = 4096, **kw):
+    def __init__(self, *, k: int = 5, row_batch: int = 1024, **kw):
         super().__init__(**kw)
         if k < 1:
             raise ConfigError(f"density_coverage needs k >= 1, got {k}")
@@ -189,7 +192,7 @@ class DensityCoverage(DistributionMetric):
         return {"density": density, "coverage": coverage}
 
 
-def density_coverage(fake: torch.Tensor, real: torch.Tensor, k: int, row_batch: int = 4096) -> tuple[float, float]:
+def density_coverage(fake: torch.Tensor, real: torch.Tensor, k: int, row_batch: int = 1024) -> tuple[float, float]:
     """Pure function behind `DensityCoverage`; fake [N, D], real [M, D]; rows processed in blocks."""
     fake, real = fake.double(), real.double()
     radii = torch.cat([torch.cdist(blk, real).kthvalue(k + 1, dim=1).values for blk in real.split(row_batch)])

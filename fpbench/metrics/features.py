@@ -23,7 +23,7 @@ import torch
 from ..cache import sha256_file
 from ..errors import ConfigError
 from . import weights as W
-from .base import check_images, to_uint8
+from .base import check_images, check_weights_choice, to_uint8
 
 # name -> (weights file, provided layers, feature dims, default layer)
 EXTRACTORS = {
@@ -40,6 +40,7 @@ class FeatureExtractor:
                  seed: int = 0, max_batch: int = 64):
         if name not in EXTRACTORS:
             raise ConfigError(f"unknown feature extractor {name!r}; choose from {', '.join(EXTRACTORS)}")
+        check_weights_choice(pretrained, weights=weights)
         spec, layers, _ = EXTRACTORS[name]
         if layer not in layers:
             raise ConfigError(f"extractor {name!r} has no layer {layer!r}; choose from {', '.join(layers)}")

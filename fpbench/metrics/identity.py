@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from ..cache import atomic_write_bytes, cache_dir
 from ..errors import ConfigError
 from . import weights as W
-from .base import PairwiseMetric, to_uint8
+from .base import PairwiseMetric, check_weights_choice, to_uint8
 
 FFHQ_CROP = (35 / 256, 32 / 256, 223 / 256, 220 / 256)
 _CROPS = {"ffhq": FFHQ_CROP, "whole": (0.0, 0.0, 1.0, 1.0)}
@@ -34,10 +34,11 @@ class Identity(PairwiseMetric):
 
     def __init__(self, *, device="cpu", pretrained: bool = True, weights=None, crop="ffhq",
                  insightface_root=None, providers=None, seed: int = 0, max_batch: int = 64):
-        super().__init__(device=device, uncalibrated=not pretrained and weights is None)
+        check_weights_choice(pretrained, weights=weights)
+        super().__init__(device=device, uncalibrated=not pretrained)
         self.box = _crop_box(crop)
         self.max_batch = int(max_batch)
-        if weights is not None or pretrained:
+        if pretrained:
             path = W.resolve(W.ARCFACE_R50, weights, local_dir=W.insightface_dir(insightface_root),
                              what="ArcFace weights")
         else:

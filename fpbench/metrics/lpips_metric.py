@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError, MissingFileError
 from . import weights as W
-from .base import PairwiseMetric
+from .base import PairwiseMetric, check_weights_choice
 
 _BACKBONES = {"alex": W.ALEXNET, "vgg": W.VGG16}
 
@@ -64,6 +64,7 @@ def build_lpips(net: str = "alex", *, pretrained: bool = True, backbone_weights=
     """An `lpips.LPIPS` in eval mode with no gradients; random (seeded) weights if not `pretrained`."""
     import lpips
 
+    check_weights_choice(pretrained, backbone_weights=backbone_weights, heads_weights=heads_weights)
     backbone = W.resolve(_BACKBONES[net], backbone_weights, what=f"LPIPS {net} backbone") if pretrained else None
     if heads_weights is not None and not os.path.isfile(heads_weights):
         raise MissingFileError(f"LPIPS heads file {heads_weights} does not exist; omit it to use the heads "
