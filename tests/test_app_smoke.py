@@ -118,7 +118,7 @@ def test_report_command_on_smoke_results(smoke, tmp_path):
     row = next(line for line in table1.splitlines() if line.startswith("| PSNR"))
     assert f"{tt['values']['psnr']:.2f}" in row and f"{ours['values']['psnr']:.2f}" in row
     assert "— / 3.80" in row and "— / 4.28" in row       # the paper's FFHQ numbers side by side
-    assert "tiny · generated" in table1
+    assert "tiny · generated ref." in table1
     tex = (out / "table1.tex").read_text()
     assert "\\begin{tabular}" in tex and "\\multicolumn{2}{c}{FFHQ}" in tex
     table3 = (out / "table3.md").read_text()

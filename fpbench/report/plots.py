@@ -58,10 +58,13 @@ def _title(model: str, dataset: str, runs: list[Run]) -> str:
 
 def _finish(fig, plt, out_base: Path, uncalibrated: bool) -> list[Path]:
     if uncalibrated:
-        fig.suptitle(UNCAL_BANNER, color="crimson", fontsize=9, fontweight="bold")
+        import textwrap
+
+        width = int(fig.get_figwidth() * 11)  # characters that fit at 9 pt
+        fig.suptitle(textwrap.fill(UNCAL_BANNER, width), color="crimson", fontsize=9, fontweight="bold")
         fig.text(0.5, 0.45, "UNCALIBRATED", ha="center", va="center", fontsize=44, color="crimson",
                  alpha=0.12, rotation=20, transform=fig.transFigure)
-    fig.tight_layout(rect=(0, 0, 1, 0.94 if uncalibrated else 1))
+    fig.tight_layout(rect=(0, 0, 1, 0.93 if uncalibrated else 1))
     out_base.parent.mkdir(parents=True, exist_ok=True)
     paths = []
     for ext in ("png", "pdf"):

@@ -98,12 +98,10 @@ def comparison_table(name: str, runs: list[Run], paper: dict) -> Table:
             model_ds = PAPER_DATASET.get((name, run.rec.get("model", {}).get("dataset")),
                                          run.rec.get("model", {}).get("dataset"))
             paper_ds = model_ds if (run.family == spec["family"] and model_ds in spec["datasets"]) else None
-            label = f"{run.model} · {DATASET_LABELS.get(run.dataset, run.dataset)}"
-            if run.generated:
-                label += " (generated ref.)"
+            label = f"{run.model} · " + ("generated ref." if run.generated
+                                         else DATASET_LABELS.get(run.dataset, run.dataset))
             slot = slots.setdefault(key, _Slot(key, label, paper_ds, run.generated))
-        current = slot.runs.get(method)
-        slot.runs[method] = best([r for r in (current, run) if r is not None])
+        slot.runs.setdefault(method, []).append(run)
 
     header = ["Metric"] + [f"{s.label} {m}" for s in slots.values() for m in ("TT", "Ours")]
     groups = [(s.label, 2) for s in slots.values()]
@@ -114,7 +112,8 @@ def comparison_table(name: str, runs: list[Run], paper: dict) -> Table:
         row = [f"{label} {'↑' if direction == 'higher' else '↓'}"]
         for slot in slots.values():
             for method in ("TT", "Ours"):
-                run = slot.runs.get(method)
+                # per metric, the best run that has it (a P&R-only run of the same setting may exist)
+                run = best([r for r in slot.runs.get(method, []) if r.value(metric) is not None])
                 ours = run.value(metric) if run else None
                 uncal = bool(run and run.metric_uncalibrated(metric))
                 pkey = (name, spec["paper_model"], slot.paper_dataset, "truncation_psi0.7" if method == "TT"
@@ -129,7 +128,7 @@ def comparison_table(name: str, runs: list[Run], paper: dict) -> Table:
                                  run.n, f"{run.sweep}/{run.rec.get('job')}"])
         rows.append(row)
     notes = ["cells: ours / paper (ours − paper); — = not run"]
-    n_values = sorted({r.n for s in slots.values() for r in s.runs.values()})
+    n_values = sorted({row[7] for row in long})
     if n_values:
         notes.append(f"images per setting: {', '.join(map(str, n_values))} (paper: 10000)")
     if any_uncal:
