@@ -76,9 +76,10 @@ def build_generator(family: str, init_kwargs: dict, state_dict: dict, label: str
     cls = {"stylegan2": StyleGAN2Generator, "stylegan3": StyleGAN3Generator}.get(family)
     if cls is None:
         raise CheckpointError(f"cannot load {label}: no {family} generator implementation is available")
+    _check_sizes(init_kwargs, state_dict, family, label)
     try:
         G = cls(**init_kwargs)
-    except (TypeError, ValueError, AssertionError, KeyError) as err:
+    except (TypeError, ValueError, AssertionError, KeyError, RuntimeError, MemoryError) as err:
         raise CheckpointError(f"cannot build a {family} generator for {label} from its init kwargs "
                               f"({_one_line(err)}); fix the init_kwargs") from None
     try:
@@ -90,6 +91,27 @@ def build_generator(family: str, init_kwargs: dict, state_dict: dict, label: str
                                   f"inferred kwargs ({detail}); provide a .json sidecar with init_kwargs") from None
         raise CheckpointError(f"the weights in {label} do not match its init kwargs ({detail})") from None
     return G
+
+
+def _check_sizes(init_kwargs: dict, state_dict: dict, family: str, label: str) -> None:
+    """Refuse kwargs asking for sizes far beyond any tensor in the weights (a corrupt or forged file)
+    before building, so such a file cannot make us allocate gigabytes first."""
+    dims = [int(d) for t in state_dict.values() if isinstance(t, torch.Tensor) for d in t.shape]
+    limit = max(4096, 4 * max(dims, default=0))
+
+    def walk(kwargs: dict, prefix: str) -> None:
+        for key, value in kwargs.items():
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{key}.")
+            elif isinstance(value, int) and not isinstance(value, bool) and (
+                    key.endswith(("_dim", "_channels", "_features", "_max", "resolution"))
+                    or key == "num_layers"):
+                cap = 256 if key == "num_layers" else limit
+                if value > cap:
+                    raise CheckpointError(f"cannot build a {family} generator for {label}: {prefix}{key}={value} "
+                                          f"is far larger than its weights; the file is corrupt")
+
+    walk(init_kwargs, "")
 
 
 def _resolve(source, progress: bool) -> Path:

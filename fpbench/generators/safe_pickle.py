@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import io
+import math
 import os
 import pickle
 import struct
@@ -142,6 +143,9 @@ def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=Fals
         raise pickle.UnpicklingError("malformed tensor geometry")
     if backward_hooks:
         raise pickle.UnpicklingError("tensor carries backward hooks")
+    numel = math.prod(size)
+    if numel > storage.numel():  # a stride-0 view would make a small file allocate without bound
+        raise pickle.UnpicklingError(f"tensor of {numel} elements overlaps itself in a storage of {storage.numel()}")
     try:  # as_strided checks the view stays inside the storage
         return torch.as_strided(storage, size, stride, storage_offset).clone()
     except RuntimeError as err:
