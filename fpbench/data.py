@@ -154,6 +154,18 @@ def _square_resize(im, size: int):
     return im.resize((size, size), Image.LANCZOS)
 
 
+def iter_images(source: str | os.PathLike, *, batch_size: int = 32, resolution: int | None = None, device="cpu",
+                max_images: int | None = None, progress: bool = False, workers: int = 0) -> Iterator[torch.Tensor]:
+    """Stream a folder or zip of real images as float [-1, 1] NCHW batches on `device`."""
+    from tqdm.auto import tqdm
+
+    ref = ReferenceSet(source, resolution=resolution, max_images=max_images)
+    with tqdm(total=len(ref), unit="img", desc="reference (real)", disable=not progress, leave=False) as bar:
+        for batch in ref.batches(batch_size, device=device, workers=workers):
+            yield batch
+            bar.update(len(batch))
+
+
 def features_cache_path(ref: ReferenceSet, extractor_key: str) -> Path:
     digest = hashlib.sha256(f"{ref.content_hash()}|{extractor_key}".encode()).hexdigest()[:32]
     return cache_dir() / "features" / f"{digest}.pt"

@@ -167,3 +167,13 @@ def test_attach_reference_with_real_metrics(tmp_path):
     for batch in ref.batches(4):
         direct.update_real(batch)
     assert torch.allclose(direct.real_features(), fid.real_features(), rtol=1e-5, atol=1e-6)
+
+
+def test_iter_images_streams_capped_resized_batches(tmp_path):
+    _write_images(tmp_path / "imgs", n=5)
+    from fpbench.data import iter_images
+
+    batches = list(iter_images(tmp_path / "imgs", batch_size=2, resolution=16, max_images=3))
+    assert [tuple(b.shape) for b in batches] == [(2, 3, 16, 16), (1, 3, 16, 16)]
+    with pytest.raises(MissingFileError, match="do not exist"):
+        next(iter_images(tmp_path / "missing"))
