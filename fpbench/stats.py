@@ -161,9 +161,11 @@ def _labels_key(c) -> object:
     return "tensor:" + hashlib.sha256(t.numpy().tobytes() + str(tuple(t.shape)).encode()).hexdigest()[:16]
 
 
-def _labels(G, c, seeds: range, device) -> torch.Tensor:
-    """Labels for a batch: none for unconditional G; else one-hot of `c`, or of seed % c_dim when c is None."""
+def _labels(G, c, seeds, device, first_seed: int | None = None) -> torch.Tensor:
+    """Labels for a batch: none for unconditional G; else one-hot of `c`, or of seed % c_dim when c is
+    None. A ``[n, c_dim]`` tensor is indexed by ``seed - first_seed``."""
     c_dim = int(getattr(G, "c_dim", 0) or 0)
+    seeds = list(seeds)
     n = len(seeds)
     if c_dim == 0:
         return torch.zeros([n, 0], device=device)
@@ -173,7 +175,10 @@ def _labels(G, c, seeds: range, device) -> torch.Tensor:
         idx = torch.full([n], c, device=device)
     else:
         t = torch.as_tensor(c, dtype=torch.float32, device=device)
-        return t.reshape(1, c_dim).expand(n, c_dim) if t.ndim == 1 else t
+        if t.ndim == 1:
+            return t.reshape(1, c_dim).expand(n, c_dim)
+        start = seeds[0] - (first_seed if first_seed is not None else seeds[0])
+        return t[start:start + n]
     return torch.nn.functional.one_hot(idx, c_dim).to(torch.float32)
 
 
@@ -195,10 +200,20 @@ def _check_args(G, n, batch_size, seed, layers, c, noise_mode) -> list[str]:
     for layer in layers:
         if layer not in known:
             raise ConfigError(f"layer {layer!r} is not one of G.feature_layers ({', '.join(known)})")
-    c_dim = int(getattr(G, "c_dim", 0) or 0)
-    if isinstance(c, int) and not isinstance(c, bool) and not 0 <= c < max(c_dim, 1):
-        raise ConfigError(f"class index c={c} is out of range for c_dim={c_dim}")
     return list(layers)
+
+
+def _check_labels(G, c, n) -> None:
+    c_dim = int(getattr(G, "c_dim", 0) or 0)
+    if c is None or c_dim == 0:
+        return
+    if isinstance(c, int) and not isinstance(c, bool):
+        if not 0 <= c < c_dim:
+            raise ConfigError(f"class index c={c} is out of range for c_dim={c_dim}")
+        return
+    shape = tuple(torch.as_tensor(c).shape)
+    if shape not in ((c_dim,), (n, c_dim)):
+        raise ConfigError(f"labels c must have shape ({c_dim},) or ({n}, {c_dim}), got {shape}")
 
 
 def stats_cache_key(fingerprint: str, n: int, seed: int, layers: Sequence[str], noise_mode: str, c) -> str:
@@ -232,9 +247,12 @@ def estimate_feature_stats(G, n: int = 3000, batch_size: int = 32, seed: int = 0
     from .treatments.hooks import forward_hooks, module_device
 
     layers = _check_args(G, n, batch_size, seed, layers, c, noise_mode)
-    device = torch.device(device) if device is not None else module_device(G)
-    if device != module_device(G):
-        raise ConfigError(f"device={device} but the generator is on {module_device(G)}; move G with G.to(device)")
+    _check_labels(G, c, n)
+    g_device = module_device(G)
+    device = torch.device(device) if device is not None else g_device
+    if device.type != g_device.type or (device.index is not None and device.index != g_device.index):
+        raise ConfigError(f"device={device} but the generator is on {g_device}; move G with G.to(device)")
+    device = g_device
     fingerprint = weights_fingerprint(G)
     key = stats_cache_key(fingerprint, n, seed, layers, noise_mode, c)
     path = Path(cache_dir) if cache_dir is not None else _default_cache_dir() / "stats"
@@ -259,7 +277,7 @@ def estimate_feature_stats(G, n: int = 3000, batch_size: int = 32, seed: int = 0
             for start in range(seed, seed + n, batch_size):
                 seeds = range(start, min(start + batch_size, seed + n))
                 z = seeds_to_z(list(seeds), G.z_dim, device=device)
-                G(z, _labels(G, c, seeds, device), truncation_psi=1, noise_mode=noise_mode)
+                G(z, _labels(G, c, seeds, device, first_seed=seed), truncation_psi=1, noise_mode=noise_mode)
                 bar.update(len(seeds))
     finally:
         G.train(was_training)

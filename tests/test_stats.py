@@ -132,3 +132,21 @@ def test_bad_arguments_refused_before_generation(G, kwargs, match):
     finally:
         handle.remove()
     assert calls == []
+
+
+def test_conditional_labels(tmp_path):
+    from fpbench.generators import StyleGAN2Generator
+    from fpbench.generators.tiny import TINY_KWARGS
+
+    torch.manual_seed(0)
+    Gc = StyleGAN2Generator(**{**TINY_KWARGS, "c_dim": 3}).eval()
+    kw = dict(n=6, batch_size=4, layers=["synthesis.b4.conv1"], progress=False, use_cache=False)
+    default = estimate_feature_stats(Gc, **kw)                       # class = seed % 3
+    explicit = estimate_feature_stats(Gc, c=torch.eye(3)[torch.arange(6) % 3], **kw)
+    single = estimate_feature_stats(Gc, c=1, **kw)
+    torch.testing.assert_close(default.mean["synthesis.b4.conv1"], explicit.mean["synthesis.b4.conv1"])
+    assert not torch.allclose(default.mean["synthesis.b4.conv1"], single.mean["synthesis.b4.conv1"])
+    with pytest.raises(ConfigError, match=r"labels c must have shape \(3,\) or \(6, 3\), got \(5, 3\)"):
+        estimate_feature_stats(Gc, c=torch.zeros(5, 3), **kw)
+    with pytest.raises(ConfigError, match=r"class index c=3 is out of range for c_dim=3"):
+        estimate_feature_stats(Gc, c=3, **kw)
