@@ -86,31 +86,33 @@ def rescale_by_risk(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, t: f
     return rescale(x, r, t, p, mask=mask)
 
 
-def truncate(ws: torch.Tensor, w_avg: torch.Tensor, psi: float, cutoff: int | None = None) -> torch.Tensor:
+def truncate(w: torch.Tensor, w_avg: torch.Tensor, psi: float, cutoff: int | None = None) -> torch.Tensor:
     """The truncation trick: ``w_avg.lerp(w, psi)`` on the ws layers with index < ``cutoff``.
 
-    ``ws`` is ``[N, num_ws, w_dim]`` (or ``[N, w_dim]``, then ``cutoff`` is ignored); ``cutoff=None``
+    ``w`` is ``[N, num_ws, w_dim]`` (or ``[N, w_dim]``, then ``cutoff`` is ignored); ``cutoff=None``
     truncates every layer. Same arithmetic as NVIDIA's mapping network.
     """
-    truncated = w_avg.to(ws.dtype).lerp(ws, psi)
-    if cutoff is None or ws.ndim < 3:
+    truncated = w_avg.to(w.dtype).lerp(w, psi)
+    if cutoff is None or w.ndim < 3:
         return truncated
-    keep = torch.arange(ws.shape[1], device=ws.device) < cutoff
-    return torch.where(keep[None, :, None], truncated, ws)
+    keep = torch.arange(w.shape[1], device=w.device) < cutoff
+    return torch.where(keep[None, :, None], truncated, w)
 
 
 def layerwise_map(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Eq. 5-6: mean absolute map of the channels in ``mask``, normalised per image: ``[N, H, W]``.
 
     ``x_hat = mean_{j in mask} |x_j|`` and ``x_bar = (x_hat - mean(x_hat)) / std(x_hat)`` over the
-    spatial positions of each image (unbiased std). An image with no masked channel gets zeros.
+    spatial positions of each image (unbiased std). An image with no masked channel, or a map with
+    no spatial variation, gets zeros.
     """
     a = x.float().abs()
     m = mask.to(a.dtype)
     count = m.sum(dim=1).clamp_min(1.0)
     x_hat = (a * m[:, :, None, None]).sum(dim=1) / count[:, None, None]
     mu = x_hat.mean(dim=(1, 2), keepdim=True)
-    sd = x_hat.flatten(1).std(dim=1)[:, None, None]
+    flat = x_hat.flatten(1)
+    sd = flat.std(dim=1, correction=1 if flat.shape[1] > 1 else 0)[:, None, None]   # 1x1 maps: 0, not NaN
     return (x_hat - mu) / sd.clamp_min(eps)
 
 
