@@ -23,7 +23,7 @@ from typing import Callable, Iterator, Mapping
 
 import torch
 
-__all__ = ["sync", "interleaved", "ratio", "median", "Table3Row", "table3", "generation_fns",
+__all__ = ["sync", "CLOCKS", "default_clock", "interleaved", "ratio", "median", "Table3Row", "table3", "generation_fns",
            "PeakMemory", "peak_memory", "best_batch_size", "machine_info", "is_oom"]
 
 
@@ -40,15 +40,30 @@ def median(values) -> float:
     return float(statistics.median(values))
 
 
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def default_clock(device: torch.device | str) -> str:
+    """'cpu' (this process's CPU time) for CPU work, else 'wall'.
+
+    On a shared CPU a timed call is preempted by other jobs for unpredictable stretches; the CPU
+    time the process itself spent is the work done and hardly depends on the neighbours. Device
+    work is asynchronous, so GPUs are timed by the wall clock around a synchronisation.
+    """
+    return "cpu" if torch.device(device).type == "cpu" else "wall"
+
+
 def interleaved(fns: Mapping[str, Callable[[], object]], repeats: int = 7, warmup: int = 1,
-                device: torch.device | str = "cpu") -> dict[str, list[float]]:
+                device: torch.device | str = "cpu", clock: str | None = None) -> dict[str, list[float]]:
     """Seconds of each call in `fns`, `repeats` times each, interleaved with a rotating order.
 
     Every function is called `warmup` times first (untimed). Returns ``{name: [seconds, ...]}``,
-    the i-th entry of every list coming from the same repeat.
+    the i-th entry of every list coming from the same repeat. `clock`: 'wall' or 'cpu' (process
+    CPU time); default `default_clock(device)`.
     """
     if repeats < 1 or warmup < 0:
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats}, {warmup}")
+    now = CLOCKS[clock or default_clock(device)]
     names = list(fns)
     for _ in range(warmup):
         for name in names:
@@ -59,10 +74,10 @@ def interleaved(fns: Mapping[str, Callable[[], object]], repeats: int = 7, warmu
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
             sync(device)
-            tic = time.perf_counter()
+            tic = now()
             fns[name]()
             sync(device)
-            out[name].append(time.perf_counter() - tic)
+            out[name].append(now() - tic)
     return out
 
 
@@ -102,6 +117,7 @@ class Table3Row:
     ratio_serial: float          # median of paired per-repeat ratios, treated / plain at batch 1
     ratio_parallel: float        # same at `batch`
     repeats: int
+    clock: str = "wall"
     raw: dict = field(default_factory=dict, repr=False)
 
     def as_dict(self) -> dict:
@@ -109,7 +125,7 @@ class Table3Row:
 
 
 def table3(G, treatment, batch: int = 16, repeats: int = 7, warmup: int = 1, device=None, seed: int = 0,
-           noise_mode: str = "const", serial_repeats: int | None = None) -> Table3Row:
+           noise_mode: str = "const", serial_repeats: int | None = None, clock: str | None = None) -> Table3Row:
     """Table 3 of the paper for `G` on its device: s/image plain vs. treated, batch 1 and `batch`."""
     from .generators import seeds_to_z
     from .treatments.hooks import module_device
@@ -121,12 +137,12 @@ def table3(G, treatment, batch: int = 16, repeats: int = 7, warmup: int = 1, dev
         z = seeds_to_z(list(range(seed, seed + b)), G.z_dim, device=device)
         c = torch.zeros([b, c_dim], device=device) if c_dim else None
         rows[label] = interleaved(generation_fns(G, treatment, z, c, noise_mode), repeats=reps, warmup=warmup,
-                                  device=device)
+                                  device=device, clock=clock)
     s, p = rows["serial"], rows["parallel"]
     return Table3Row(batch=batch, plain_serial=median(s["plain"]), treated_serial=median(s["treated"]),
                      plain_parallel=median(p["plain"]) / batch, treated_parallel=median(p["treated"]) / batch,
                      ratio_serial=ratio(s, "treated", "plain"), ratio_parallel=ratio(p, "treated", "plain"),
-                     repeats=repeats, raw=rows)
+                     repeats=repeats, clock=clock or default_clock(device), raw=rows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,7 +214,8 @@ def is_oom(err: BaseException) -> bool:
 
 
 def best_batch_size(run: Callable[[int], object], candidates, device="cpu", repeats: int = 3,
-                    warmup: int = 1, time_budget_s: float | None = None) -> tuple[int, dict[int, float]]:
+                    warmup: int = 1, time_budget_s: float | None = None,
+                    clock: str | None = None) -> tuple[int, dict[int, float]]:
     """The candidate batch size with the highest images/s for ``run(batch)``.
 
     Candidates are tried in increasing order; an out-of-memory error ends the search (the cache is
@@ -211,7 +228,8 @@ def best_batch_size(run: Callable[[int], object], candidates, device="cpu", repe
     worse = 0
     for b in sorted(set(int(x) for x in candidates)):
         try:
-            t = interleaved({"run": lambda b=b: run(b)}, repeats=repeats, warmup=warmup, device=device)["run"]
+            t = interleaved({"run": lambda b=b: run(b)}, repeats=repeats, warmup=warmup, device=device,
+                            clock=clock)["run"]
         except Exception as err:  # noqa: BLE001 - only OOM ends the search quietly
             if not is_oom(err):
                 raise
@@ -260,3 +278,55 @@ def machine_info(device: torch.device | str = "cpu") -> dict:
         info.update(gpu=props.name, gpu_memory_gb=round(props.total_memory / 2 ** 30, 1), cuda=torch.version.cuda,
                     gpu_capability=f"{props.major}.{props.minor}")
     return info
+
+
+# ---------------------------------------------------------------------------------------------
+# Random-weight networks for benchmarks: the compute cost of a generator does not depend on its
+# weights, so these stand in for the released models where those cannot be downloaded.
+
+_SG2_F = dict(z_dim=512, c_dim=0, w_dim=512, img_channels=3, mapping_kwargs={"num_layers": 8},
+              channel_base=32768, channel_max=512, num_fp16_res=4, conv_clamp=256)
+_SG3 = dict(z_dim=512, c_dim=0, w_dim=512, img_channels=3, mapping_kwargs={"num_layers": 2},
+            num_fp16_res=4, conv_clamp=256)
+
+BENCH_MODELS: dict[str, tuple[str, dict, str]] = {
+    # name: (family, init kwargs, what it stands for)
+    "tiny": ("stylegan2", {}, "fpbench tiny() 32x32; every conv layer is a treated layer (worst case)"),
+    "sg2-small-256": ("stylegan2", dict(_SG2_F, img_resolution=256, channel_base=8192, channel_max=128),
+                      "config-F layout at 256x256 with 1/4 of the channels (a CPU-sized stand-in)"),
+    "sg2-f-512": ("stylegan2", dict(_SG2_F, img_resolution=512), "StyleGAN2 config F 512x512 (AFHQ-Cat cost)"),
+    "sg2-f-1024": ("stylegan2", dict(_SG2_F, img_resolution=1024), "StyleGAN2 config F 1024x1024 (FFHQ/MetFaces cost)"),
+    "sg3-small-32": ("stylegan3", dict(z_dim=64, c_dim=0, w_dim=64, img_resolution=32, img_channels=3,
+                                       mapping_kwargs={"num_layers": 2}, channel_base=256, channel_max=16,
+                                       num_layers=6, num_fp16_res=0),
+                     "the StyleGAN3-T parity fixture's shape, 32x32"),
+    "sg3-t-512": ("stylegan3", dict(_SG3, img_resolution=512, channel_base=32768, channel_max=512),
+                  "StyleGAN3-T 512x512 (AFHQv2 cost)"),
+    "sg3-r-512": ("stylegan3", dict(_SG3, img_resolution=512, channel_base=65536, channel_max=1024, conv_kernel=1,
+                                    use_radial_filters=True), "StyleGAN3-R 512x512 (AFHQv2 cost)"),
+    "sg3-t-1024": ("stylegan3", dict(_SG3, img_resolution=1024, channel_base=32768, channel_max=512),
+                   "StyleGAN3-T 1024x1024 (FFHQ cost)"),
+}
+
+
+@torch.no_grad()
+def bench_generator(name: str, device="cpu", seed: int = 0):
+    """A random-weight generator of `BENCH_MODELS[name]` in eval mode on `device` (biases and noise
+    strengths randomised so feature statistics are not degenerate)."""
+    from .errors import ConfigError
+    from .generators import StyleGAN2Generator, StyleGAN3Generator, tiny
+
+    if name not in BENCH_MODELS:
+        raise ConfigError(f"unknown benchmark network {name!r}; choose from {', '.join(BENCH_MODELS)}")
+    family, kwargs, _ = BENCH_MODELS[name]
+    if name == "tiny":
+        return tiny(seed, device=device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        G = (StyleGAN2Generator if family == "stylegan2" else StyleGAN3Generator)(**kwargs)
+        for pname, p in G.named_parameters():
+            if pname.endswith("bias") and not pname.endswith("affine.bias"):
+                p.copy_(0.2 * torch.randn(p.shape))
+            elif pname.endswith("noise_strength"):
+                p.copy_(0.1 * torch.randn(p.shape))
+    return G.eval().requires_grad_(False).to(device)
