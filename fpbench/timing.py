@@ -330,3 +330,23 @@ def bench_generator(name: str, device="cpu", seed: int = 0):
             elif pname.endswith("noise_strength"):
                 p.copy_(0.1 * torch.randn(p.shape))
     return G.eval().requires_grad_(False).to(device)
+
+
+def save_bench_generator(name: str, directory, seed: int = 0):
+    """Write `bench_generator(name)` as ``<directory>/<name>.safetensors`` + ``.json`` sidecar, a
+    checkpoint `load_generator` (and so the app: ``model=custom model.source=PATH``) can read."""
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    from .cache import atomic_path
+
+    G = bench_generator(name, device="cpu", seed=seed)
+    family = "stylegan2" if type(G).__name__.startswith("StyleGAN2") else "stylegan3"
+    path = Path(directory) / f"{name}.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.with_suffix(".json").write_text(json.dumps({"class": family, "init_kwargs": G.init_kwargs}))
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in G.state_dict().items()}, str(tmp))
+    return path
