@@ -8,7 +8,9 @@ later use. Offline, `fetch` fails with a message naming the URL and where to put
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
+import http.client
 import json
 import os
 import tempfile
@@ -17,7 +19,7 @@ import urllib.request
 from pathlib import Path
 from typing import Iterator
 
-from .errors import MissingFileError
+from .errors import FpbenchError, MissingFileError
 
 _CHUNK = 1 << 20
 
@@ -36,16 +38,49 @@ def cache_dir() -> Path:
 def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `dest`; rename it onto `dest` only if the block succeeds."""
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    except OSError as err:
+        _raise_write_error(dest, err)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.replace(tmp_path, dest)
+    except FpbenchError:
+        raise
+    except Exception as err:  # noqa: BLE001 - re-raised unless it is a full disk or a denied write
+        _raise_write_error(dest, err)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_NOT_ALLOWED = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def _raise_write_error(dest: Path, err: BaseException):
+    """Disk full / permission denied while writing `dest` is a user error (one line); else re-raise."""
+    code = err.errno if isinstance(err, OSError) else None
+    if code is None and _no_space(dest.parent):
+        code = errno.ENOSPC   # torch.save and safetensors report a full disk in exceptions of their own
+    if code in _NO_SPACE:
+        raise FpbenchError(f"cannot write {dest} ({os.strerror(code)}); free some space or choose another "
+                           f"directory") from None
+    if code in _NOT_ALLOWED:
+        raise FpbenchError(f"cannot write {dest} ({os.strerror(code)}); check its permissions or choose "
+                           f"another directory") from None
+    raise err
+
+
+def _no_space(directory: Path) -> bool:
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < (1 << 20)
 
 
 def atomic_write_bytes(dest: str | os.PathLike, data: bytes) -> None:
@@ -98,7 +133,7 @@ def fetch(url: str, dest: str | os.PathLike, sha256: str | None = None, *, desc:
             digest = sha256_file(tmp)
             if sha256 and digest != sha256:
                 raise MissingFileError(f"download of {url} has sha256 {digest}, expected {sha256}; retry later")
-    except (urllib.error.URLError, OSError, TimeoutError) as err:
+    except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException) as err:
         if isinstance(err, MissingFileError):
             raise
         raise MissingFileError(

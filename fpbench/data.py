@@ -33,11 +33,13 @@ class ReferenceSet(torch.utils.data.Dataset):
     """Images of a folder or zip as uint8 CHW tensors (item) or float [-1, 1] batches (`batches`)."""
 
     def __init__(self, source: str | os.PathLike, *, resolution: int | None = None, max_images: int | None = None):
+        if not isinstance(source, (str, os.PathLike)):
+            raise ConfigError(f"reference images must be given as a folder or zip path, got {source!r}")
         self.source = Path(source).expanduser()
-        if resolution is not None and int(resolution) < 1:
-            raise ConfigError(f"resolution must be a positive integer, got {resolution}")
-        if max_images is not None and int(max_images) < 1:
-            raise ConfigError(f"max_images must be a positive integer, got {max_images}")
+        for key, value in (("resolution", resolution), ("max_images", max_images)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+                                      or value < 1):
+                raise ConfigError(f"{key} must be a positive integer, got {value!r}")
         self.resolution = None if resolution is None else int(resolution)
         self.is_zip = self.source.is_file() and zipfile.is_zipfile(self.source)
         entries = self._list()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError, MissingFileError, UnsafeCheckpointError
+from ..errors import CheckpointError, ConfigError, MissingFileError, UnsafeCheckpointError
 from .safe_pickle import load_nvidia_pickle
 from .state_dict_infer import infer_init_kwargs
 from .zoo import ZOO, zoo_entry, zoo_path
@@ -52,7 +52,10 @@ def read_checkpoint(source: str | os.PathLike, *, progress: bool = True):
         raise CheckpointError(f"{path} is a directory, not a checkpoint file")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path} is empty (0 bytes); re-download or re-export it")
-    kind = _sniff(path)
+    try:
+        kind = _sniff(path)
+    except OSError as err:
+        raise CheckpointError(f"cannot read {path} ({err.strerror or err}); check its permissions") from None
     suffix = path.suffix.lower()
     if suffix not in (".pkl", ".pt", ".pth", ".safetensors"):
         raise CheckpointError(f"{path}: unknown checkpoint format '{path.suffix}'; use an NVIDIA .pkl, "
@@ -115,6 +118,8 @@ def _check_sizes(init_kwargs: dict, state_dict: dict, family: str, label: str) -
 
 
 def _resolve(source, progress: bool) -> Path:
+    if not isinstance(source, (str, os.PathLike)) or not str(source).strip():
+        raise ConfigError(f"checkpoint source must be a file path or a zoo name ({', '.join(ZOO)}), got {source!r}")
     if isinstance(source, str) and source in ZOO:
         return zoo_path(source, progress=progress)
     path = Path(source).expanduser()
