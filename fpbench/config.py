@@ -65,6 +65,7 @@ class TruncationConfig(TreatmentConfig):
     name: str = "truncation"
     psi: float = 0.7
     cutoff: Optional[int] = None
+    allow_extrapolation: bool = False  # psi > 1 pushes away from the mean w
 
 
 @dataclass
@@ -83,6 +84,7 @@ class LayerwiseConfig(TreatmentConfig):
     t: float = 2.0
     p: float = 2.0
     t_prime: float = 0.5           # t' of Sec. 5.5: layer-wise "cancer" threshold
+    c: float = 0.1
     layers: Optional[List[str]] = None
 
 
@@ -278,6 +280,9 @@ def _validate_treatment(tr: DictConfig) -> None:
     _check_choice(name, "treatment.name", tuple(TREATMENT_SCHEMAS))
     if name == "truncation":
         _check_number(tr.psi, "treatment.psi", low=0.0)
+        if tr.psi > 1 and not tr.allow_extrapolation:
+            raise ConfigError(f"treatment.psi={tr.psi} > 1 extrapolates away from the mean w; "
+                              "set treatment.allow_extrapolation=true if that is intended")
         if tr.cutoff is not None:
             _check_int(tr.cutoff, "treatment.cutoff", low=0)
     if name in ("rescale", "layerwise"):
@@ -288,6 +293,7 @@ def _validate_treatment(tr: DictConfig) -> None:
         _check_choice(tr.risk_rule, "treatment.risk_rule", ("paper", "official"))
     if name == "layerwise":
         _check_number(tr.t_prime, "treatment.t_prime", low=0.0)
+        _check_number(tr.c, "treatment.c", low=0.0)
 
 
 def metric_names(cfg: DictConfig) -> list[str]:

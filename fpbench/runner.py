@@ -418,8 +418,9 @@ def dataset_record(cfg: DictConfig, reference: dict) -> dict:
 def prepare_reference(cfg, G, fingerprint: str, metrics: dict, device, batch_size: int, progress: bool) -> dict:
     """Give every distribution metric its reference features, from the on-disk cache when possible.
 
-    Generated references are keyed by the generator's fingerprint and the held-out seeds; real
-    ones by the dataset path and its size and modification time. Both by the metric's extractor.
+    Real images go through `fpbench.data` (cached by the set's content hash and the extractor).
+    Generated references (untreated images of this model at held-out seeds) are cached here, keyed
+    by the generator's fingerprint, the seeds, the noise mode and the extractor.
     """
     import hashlib
     import json
@@ -428,20 +429,19 @@ def prepare_reference(cfg, G, fingerprint: str, metrics: dict, device, batch_siz
     if not dist:
         return {}
     ds = cfg.dataset
-    n_ref = ds.n_ref if ds.n_ref is not None else (cfg.n if ds.generated else None)
-    if ds.generated:
-        source = {"generated": fingerprint, "seed": ds.heldout_seed, "n": n_ref, "noise_mode": cfg.noise_mode}
-    else:
-        p = Path(str(ds.path)).expanduser().resolve()
-        st = p.stat()
-        source = {"path": str(p), "size": st.st_size, "mtime": int(st.st_mtime), "n": n_ref,
-                  "resolution": int(G.img_resolution)}
+    if not ds.generated:
+        from . import data
+
+        ref = data.ReferenceSet(ds.path, resolution=int(G.img_resolution), max_images=ds.n_ref)
+        data.attach_reference(dist.values(), ref, batch_size=batch_size)
+        return {"reference": {"path": str(ref.source), "content_hash": ref.content_hash()}, "n_ref": len(ref)}
+    n_ref = ds.n_ref if ds.n_ref is not None else cfg.n
+    source = {"seed": ds.heldout_seed, "n": n_ref, "noise_mode": cfg.noise_mode}
     missing = {}
     for name, m in dist.items():
-        key_blob = json.dumps({"source": source, "extractor": str(getattr(m, "extractor_key", name)),
-                               "pretrained": bool(cfg.metrics.pretrained)}, sort_keys=True, default=str)
-        key = hashlib.sha256(key_blob.encode()).hexdigest()[:24]
-        path = cache_dir() / "reference" / f"{key}.pt"
+        key_blob = json.dumps({"generator": fingerprint, **source, "extractor": str(m.extractor_key)},
+                              sort_keys=True)
+        path = cache_dir() / "features" / f"generated-{hashlib.sha256(key_blob.encode()).hexdigest()[:32]}.pt"
         if path.exists():
             try:
                 m.set_real_features(torch.load(path, map_location="cpu", weights_only=True))
@@ -456,31 +456,26 @@ def prepare_reference(cfg, G, fingerprint: str, metrics: dict, device, batch_siz
         for m, path in missing.values():
             with atomic_path(path) as tmp:
                 torch.save(m.real_features(), tmp)
-    return {"reference": {k: v for k, v in source.items() if k != "generated"}, "n_ref": n_ref}
+    return {"reference": {"generated_seeds": [ds.heldout_seed, ds.heldout_seed + n_ref], **source},
+            "n_ref": n_ref}
 
 
 @torch.no_grad()
-def reference_batches(cfg, G, device, batch_size: int, n_ref: int | None, progress: bool):
-    """Batches of reference images, float [-1, 1] on `device`."""
+def reference_batches(cfg, G, device, batch_size: int, n_ref: int, progress: bool):
+    """Untreated images of G at the held-out seeds, float [-1, 1] on `device`."""
     from tqdm.auto import tqdm
 
+    from .generators import seeds_to_z
+
     ds = cfg.dataset
-    if ds.generated:
-        from .generators import seeds_to_z
-
-        dtype = getattr(torch, cfg.dtype)
-        bar = tqdm(total=n_ref, unit="img", desc="reference (generated)", disable=not progress, leave=False)
-        for pos in range(0, n_ref, batch_size):
-            seeds = list(range(ds.heldout_seed + pos, ds.heldout_seed + min(pos + batch_size, n_ref)))
-            z = seeds_to_z(seeds, G.z_dim, device=device, dtype=dtype)
-            yield G(z, _labels(G, len(seeds), device, dtype), noise_mode=cfg.noise_mode).float().clamp(-1, 1)
-            bar.update(len(seeds))
-        bar.close()
-        return
-    from . import data
-
-    yield from data.iter_images(ds.path, batch_size=batch_size, resolution=int(G.img_resolution),
-                                device=device, max_images=n_ref, progress=progress)
+    dtype = getattr(torch, cfg.dtype)
+    bar = tqdm(total=n_ref, unit="img", desc="reference (generated)", disable=not progress, leave=False)
+    for pos in range(0, n_ref, batch_size):
+        seeds = list(range(ds.heldout_seed + pos, ds.heldout_seed + min(pos + batch_size, n_ref)))
+        z = seeds_to_z(seeds, G.z_dim, device=device, dtype=dtype)
+        yield G(z, _labels(G, len(seeds), device, dtype), noise_mode=cfg.noise_mode).float().clamp(-1, 1)
+        bar.update(len(seeds))
+    bar.close()
 
 
 # ---------------------------------------------------------------------------------------------
