@@ -20,7 +20,6 @@ from unittest import mock
 
 import torch
 
-from ..cache import sha256_file
 from ..errors import ConfigError
 from . import weights as W
 from .base import check_images, check_weights_choice, to_uint8
@@ -100,9 +99,7 @@ class FeatureBank:
 
 
 def _file_id(path: Path) -> str:
-    record = path.with_name(path.name + ".sha256")
-    digest = record.read_text().strip() if record.is_file() else sha256_file(path)
-    return f"sha256-{digest[:16]}"
+    return f"sha256-{W.file_digest(path)[:16]}"
 
 
 def _build(name: str, layer: str, path: Path | None, seed: int) -> torch.nn.Module:

@@ -9,6 +9,7 @@ cached this is one `MissingFileError` naming the file, its URL and where to put 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import zipfile
 from pathlib import Path
@@ -95,13 +96,25 @@ def resolve(spec: WeightsFile, path: str | os.PathLike | None = None, *, local_d
 
 
 def _check_prefix(spec: WeightsFile, path: Path) -> None:
-    if not spec.sha256_prefix:
-        return
-    record = path.with_name(path.name + ".sha256")   # written by `fetch`; saves re-hashing big files
-    digest = record.read_text().strip() if record.is_file() else sha256_file(path)
-    if not digest.startswith(spec.sha256_prefix):
+    if spec.sha256_prefix and not file_digest(path).startswith(spec.sha256_prefix):
         raise MissingFileError(f"{path} does not match the sha256 prefix {spec.sha256_prefix} in its name "
                                f"(corrupt or partial download); delete it and retry")
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """sha256 of a weights file: from the record `fetch` writes beside it, else hashed (once per
+    process for an unchanged file -- VGG16 is 528 MB)."""
+    path = Path(path)
+    record = path.with_name(path.name + ".sha256")
+    if record.is_file():
+        return record.read_text().strip()
+    st = path.stat()
+    return _hashed(str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _hashed(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_file(path)
 
 
 def _extract_member(archive: Path, member: str, dest: Path) -> None:
