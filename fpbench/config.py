@@ -174,12 +174,9 @@ _SCHEMA_TYPES = {c.__name__: c for c in (ModelConfig, DatasetConfig, StatsConfig
 def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
-    cs.store(group="model", name="model_schema", node=ModelConfig)
-    cs.store(group="dataset", name="dataset_schema", node=DatasetConfig)
+    # treatment is typed Any in Config (each treatment has its own keys): its YAML files extend these
     for name, schema in TREATMENT_SCHEMAS.items():
-        cs.store(group="treatment", name=f"{name}_schema", node=schema)
-    cs.store(group="metrics", name="metrics_schema", node=MetricsConfig)
-    cs.store(group="logger", name="logger_schema", node=LoggerConfig)
+        cs.store(group="schema/treatment", name=name, node=schema)
     cs.store(group="hydra/sweeper", name="union", node=UnionSweeperConf)
 
 
