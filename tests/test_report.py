@@ -105,6 +105,17 @@ def test_figures_and_cli(results, capsys):
     with Image.open(report / "fig6.png") as im:
         assert im.size[0] > 300 and im.size[1] > 300
     assert len((report / "runs.csv").read_text().splitlines()) == 1 + 5 + 3 + 4 + 9
+    # the summary W&B run (offline here) holds the tables and figures, flagged uncalibrated
+    from fpbench.tracking import offline_run_meta, offline_run_summary
+
+    (run_dir,) = (results / "wandb").glob("offline-run-*")
+    meta = offline_run_meta(run_dir)
+    assert (meta["group"], meta["job_type"]) == ("report", "summary") and "uncalibrated" in meta["tags"]
+    summary = offline_run_summary(run_dir)
+    assert summary["uncalibrated"] is True and summary["tables"] == ["table1", "table2", "table3"]
+    logged = {p.name for p in (run_dir / "files" / "media").rglob("*")}
+    assert {n.split("_")[0] for n in logged if n.endswith(".table.json")} == {"table1", "table2", "table3"}
+    assert {n.split("_")[0] for n in logged if n.endswith(".png")} == {"fig6", "fig9"}
 
 
 def test_report_without_runs_is_one_line(tmp_path, capsys):

@@ -13,8 +13,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--results", default="results", help="results folder (default: results)")
     ap.add_argument("--sweep", action="append", help="only runs of this sweep (repeatable)")
     ap.add_argument("--out", default=None, help="output folder (default: <results>/report)")
-    ap.add_argument("--wandb", choices=("auto", "offline", "online", "off"), default="off",
-                    help="also log the tables and figures as a W&B summary run (default: off)")
+    ap.add_argument("--wandb", choices=("auto", "offline", "online", "off"), default="auto",
+                    help="log the tables and figures as a W&B summary run in the sweep's group "
+                         "(default auto: offline unless logged in; off: no W&B)")
     ap.add_argument("--project", default="fpbench")
     args = ap.parse_args(argv)
     results = Path(args.results)
@@ -32,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ..tracking import log_report
 
         logger = SimpleNamespace(project=args.project, entity=None, mode=args.wandb)
-        group = "_".join(args.sweep) if args.sweep else "report"
+        group = "_".join(args.sweep) if args.sweep else "report"  # a sweep's own group when given
         log_report(logger, results, group, report.tables, report.pngs, uncalibrated=report.uncalibrated)
     print("wrote:")
     for path in report.files:
