@@ -128,11 +128,11 @@ def default_batch_size(device: torch.device, resolution: int) -> int:
     """Images per batch when batch_size=null: bounded by the pixels one batch holds."""
     if device.type == "cpu":
         return max(1, min(16, (64 * 64 * 16) // (resolution * resolution) or 1))
-    budget = 32 * 1024 * 1024  # pixels per batch: 32 x 1024^2 fits a 24 GB GPU with metrics
+    budget = 16 * 1024 * 1024  # pixels per batch: 16 x 1024^2 leaves a 24 GB GPU room for the metrics
     if device.type == "cuda":
         total = torch.cuda.get_device_properties(device).total_memory
         budget = int(budget * max(0.25, min(4.0, total / (24 * 1024 ** 3))))
-    return max(1, min(256, budget // (resolution * resolution)))
+    return max(1, min(64, budget // (resolution * resolution)))
 
 
 def _sync(device: torch.device) -> None:
@@ -191,30 +191,31 @@ def _run(cfg: DictConfig, job_dir: Path, job_name: str, chash: str, *, tracker_i
         if dtype != torch.float32:
             G = G.to(dtype)
     fingerprint = weights_fingerprint(G)
+    device_batch = cfg.batch_size or default_batch_size(device, G.img_resolution)
     if cfg.execution == "serial":
         batch_size = 1
     elif ckpt is not None:
         batch_size = int(ckpt["batch_size"])  # same batch boundaries -> identical accumulators
     else:
-        batch_size = cfg.batch_size or default_batch_size(device, G.img_resolution)
+        batch_size = device_batch
 
     with timer("treatment_setup"):
-        treatment = build_treatment(cfg, G, device, batch_size, progress)
+        treatment = build_treatment(cfg, G, device, cfg.stats.batch_size or device_batch, progress)
     arm = Arm(name=cfg.treatment.name, treatment=treatment)
     with timer("metrics_setup"):
         arm.metrics = create_metrics(cfg, device) if not timing_mode else {}
     reference = {}
     if arm.metrics and needs_reference(cfg):
         with timer("reference"):
-            reference = prepare_reference(cfg, G, fingerprint, arm.metrics, device, batch_size, progress)
+            reference = prepare_reference(cfg, G, fingerprint, arm.metrics, device, device_batch, progress)
 
     job_dir.mkdir(parents=True, exist_ok=True)
     position = 0
     samples = None
     if ckpt is not None:
         position = int(ckpt["position"])
-        for name, m in arm.metrics.items():
-            m.load_state_dict(ckpt["metrics"][name])
+        for key, m in _arm_metrics([arm]):
+            m.load_state_dict(ckpt["metrics"][key])
         samples = ckpt.get("samples")
         _say(cfg, f"[fpbench] {cfg.sweep.name}/{job_name}: resuming at image {position} of {cfg.n}")
 
@@ -237,7 +238,9 @@ def _run(cfg: DictConfig, job_dir: Path, job_name: str, chash: str, *, tracker_i
     timings = dict(timer.seconds)
     timings["total_this_process"] = total
     gen_time = timings.get("generate_original", 0.0) + timings.get("generate_treated", 0.0)
-    timings["images_per_second"] = images_timed / gen_time if gen_time > 0 else None
+    loop_time = gen_time + timings.get("metrics_update", 0.0) + timings.get("checkpoint", 0.0)
+    timings["generation_images_per_second"] = images_timed / gen_time if gen_time > 0 else None
+    timings["images_per_second"] = images_timed / loop_time if loop_time > 0 else None
 
     uncal = {} if timing_mode else flags
     record = {
@@ -325,7 +328,7 @@ def _evaluate(cfg, G, arms: list[Arm], device, dtype, batch_size, timer, job_dir
             done = pos + len(seeds)
             if done < cfg.n and batch_index % cfg.checkpoint_every == 0:
                 with timer("checkpoint"):
-                    _save_checkpoint(job_dir, chash, done, batch_size, arms[0].metrics, samples, timer.seconds)
+                    _save_checkpoint(job_dir, chash, done, batch_size, arms, samples, timer.seconds)
             if sleep:
                 time.sleep(sleep)
     finally:
@@ -481,10 +484,17 @@ def reference_batches(cfg, G, device, batch_size: int, n_ref: int, progress: boo
 # ---------------------------------------------------------------------------------------------
 # Checkpoints (accumulator state, saved atomically)
 
-def _save_checkpoint(job_dir: Path, chash: str, position: int, batch_size: int, metrics: dict, samples,
+def _arm_metrics(arms: list[Arm]):
+    """(checkpoint key, metric) over all arms; one arm keeps the plain metric names."""
+    for i, arm in enumerate(arms):
+        for name, m in arm.metrics.items():
+            yield (name if len(arms) == 1 else f"{i}:{arm.name}/{name}"), m
+
+
+def _save_checkpoint(job_dir: Path, chash: str, position: int, batch_size: int, arms: list[Arm], samples,
                      timings: dict) -> None:
     state = {"format": FORMAT_VERSION, "config_hash": chash, "position": position, "batch_size": batch_size,
-             "metrics": {k: m.state_dict() for k, m in metrics.items()}, "samples": samples,
+             "metrics": {k: m.state_dict() for k, m in _arm_metrics(arms)}, "samples": samples,
              "timings": dict(timings)}
     with atomic_path(job_dir / CHECKPOINT) as tmp:
         torch.save(state, tmp)
