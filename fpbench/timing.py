@@ -294,6 +294,7 @@ BENCH_MODELS: dict[str, tuple[str, dict, str]] = {
     "tiny": ("stylegan2", {}, "fpbench tiny() 32x32; every conv layer is a treated layer (worst case)"),
     "sg2-small-256": ("stylegan2", dict(_SG2_F, img_resolution=256, channel_base=8192, channel_max=128),
                       "config-F layout at 256x256 with 1/4 of the channels (a CPU-sized stand-in)"),
+    "sg2-f-256": ("stylegan2", dict(_SG2_F, img_resolution=256), "StyleGAN2 config F 256x256"),
     "sg2-f-512": ("stylegan2", dict(_SG2_F, img_resolution=512), "StyleGAN2 config F 512x512 (AFHQ-Cat cost)"),
     "sg2-f-1024": ("stylegan2", dict(_SG2_F, img_resolution=1024), "StyleGAN2 config F 1024x1024 (FFHQ/MetFaces cost)"),
     "sg3-small-32": ("stylegan3", dict(z_dim=64, c_dim=0, w_dim=64, img_resolution=32, img_channels=3,
