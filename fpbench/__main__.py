@@ -7,7 +7,6 @@ and exit status 2, before any weights load or any result file is written.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -37,12 +36,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if _is_config_error(err):
             return fail(err)
         raise
-    sys.argv = [sys.argv[0] if sys.argv and sys.argv[0] else PROG] + argv
-    os.environ.setdefault("HYDRA_FULL_ERROR", "0")
+    saved = sys.argv
+    sys.argv = [sys.argv[0] if sys.argv and sys.argv[0] else PROG] + argv  # hydra.main reads sys.argv
     try:
         _hydra_main()
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.argv = saved
     return 0
 
 
