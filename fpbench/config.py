@@ -183,14 +183,16 @@ def register_configs() -> None:
 def _job_dirname(override_dirname: str) -> str:
     """A job's folder name from its overrides: path-safe, bounded length, 'default' when empty."""
     name = re.sub(r"[^A-Za-z0-9=,._+\-]", "_", override_dirname or "") or "default"
-    if len(name) > 120:
-        name = name[:100] + "-" + hashlib.sha256(name.encode()).hexdigest()[:12]
+    if len(name) > 180:  # file systems allow 255 bytes; keep it unique with a hash of the whole
+        name = name[:160] + "-" + hashlib.sha256(name.encode()).hexdigest()[:12]
     return name
 
 
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("fpbench_jobdir"):
         OmegaConf.register_new_resolver("fpbench_jobdir", _job_dirname)
+    if not OmegaConf.has_resolver("fpbench_stem"):  # a user checkpoint is named after its file
+        OmegaConf.register_new_resolver("fpbench_stem", lambda path: Path(str(path)).stem)
 
 
 register_configs()

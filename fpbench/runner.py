@@ -517,32 +517,32 @@ def _load_checkpoint(job_dir: Path, chash: str) -> dict | None:
 # Sample grids
 
 def write_samples(job_dir: Path, samples: dict | None, cfg: DictConfig, per_grid: int = 4) -> list[str]:
-    """PNG grids, one row per seed: original | treated."""
-    from PIL import Image
+    """PNG grids under an 'original | treated' header, one row per seed (the first seeds of the job)."""
+    from PIL import Image, ImageDraw
+
+    from .cache import atomic_write_bytes
+    from .metrics.base import to_uint8
 
     if not samples or samples["original"].shape[0] == 0:
         return []
-    from .metrics.base import to_uint8
-
     orig, treat = to_uint8(samples["original"]), to_uint8(samples["treated"])
     n, ch, h, w = orig.shape
     scale = max(1, 128 // max(h, w))
-    gap = 2
+    tw, th, gap, head = w * scale, h * scale, 2, 14
     names = []
     for g, start in enumerate(range(0, n, per_grid)):
         rows = list(range(start, min(start + per_grid, n)))
-        canvas = Image.new("RGB", (2 * w * scale + gap, len(rows) * (h * scale + gap) - gap), "white")
+        canvas = Image.new("RGB", (2 * tw + gap, head + len(rows) * (th + gap) - gap), "white")
+        draw = ImageDraw.Draw(canvas)
+        for col, label in enumerate(("original", cfg.treatment.name)):
+            draw.text((col * (tw + gap) + 3, 1), label, fill="black")
         for r, i in enumerate(rows):
             for col, img in enumerate((orig[i], treat[i])):
                 arr = img.permute(1, 2, 0).numpy()
-                tile = Image.fromarray(arr if ch == 3 else arr[..., 0])
-                tile = tile.convert("RGB").resize((w * scale, h * scale), Image.NEAREST)
-                canvas.paste(tile, (col * (w * scale + gap), r * (h * scale + gap)))
+                tile = Image.fromarray(arr if ch == 3 else arr[..., 0]).convert("RGB")
+                canvas.paste(tile.resize((tw, th), Image.NEAREST), (col * (tw + gap), head + r * (th + gap)))
         name = f"samples_{g:02d}.png"
-        buf = _png_bytes(canvas)
-        from .cache import atomic_write_bytes
-
-        atomic_write_bytes(job_dir / name, buf)
+        atomic_write_bytes(job_dir / name, _png_bytes(canvas))
         names.append(name)
     return names
 

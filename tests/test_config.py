@@ -52,7 +52,7 @@ def test_every_option_composes_and_validates(hydra_ctx, group):
         assert OmegaConf.is_missing(cfg, "n") is False
         C.validate(cfg, check_paths=False)
         if group == "model":
-            assert cfg.model.name == opt
+            assert cfg.model.name == (opt if opt != "custom" else "net")
             assert cfg.dataset.name == cfg.model.dataset  # a model brings its default dataset
 
 
@@ -132,9 +132,13 @@ def test_config_hash_ignores_execution_keys(hydra_ctx):
     assert C.config_hash(t1) == C.config_hash(t2)
 
 
-def test_model_path_is_rewritten_to_custom():
-    assert rewrite_model_path(["model=/ckpt/net.pkl", "n=3"]) == ["model=custom", "model.source=/ckpt/net.pkl", "n=3"]
+def test_model_path_is_rewritten_to_custom(hydra_ctx):
+    argv = rewrite_model_path(["model=/ckpt/net.pkl", "n=3"])
+    assert argv == ["model=custom", "model.source=/ckpt/net.pkl", "n=3"]
     assert rewrite_model_path(["model=tiny"]) == ["model=tiny"]
+    cfg = compose("config", overrides=argv)
+    assert (cfg.model.name, cfg.model.source, cfg.model.family, cfg.dataset.name) == \
+        ("net", "/ckpt/net.pkl", "custom", "generated")
 
 
 def test_preflight_validates_every_sweep_job(tmp_path):
@@ -189,4 +193,4 @@ def test_job_dirname_is_path_safe():
     assert C._job_dirname("") == "default"
     assert "/" not in C._job_dirname("model.source=/a/b.pkl,n=3")
     long = C._job_dirname("x=" + "a" * 500)
-    assert len(long) <= 120 and long != C._job_dirname("x=" + "a" * 499)
+    assert len(long) <= 180 and long != C._job_dirname("x=" + "a" * 499)
