@@ -187,3 +187,33 @@ def test_cuda_fast_path_matches_fp32_reference(opts):
     for _ in range(2):   # capture, then replay
         assert (fast(z) - ref).abs().max() < 0.05
         assert (fast(z, treatment=tr) - ref_t).abs().max() < 0.05
+
+
+@pytest.mark.parametrize("n", [50, 300])   # rank-deficient (n < d) and full-rank covariances
+def test_fid_eigh_matches_torch_fidelity(n):
+    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+
+    from fpbench.metrics.distribution import frechet_distance_eigh
+
+    g = torch.Generator().manual_seed(n)
+    a = torch.randn(n, 128, generator=g)
+    b = torch.randn(n, 128, generator=g) * 1.2 + 0.1
+    ref = fid_statistics_to_metric(fid_features_to_statistics(a), fid_features_to_statistics(b),
+                                   verbose=False)["frechet_inception_distance"]
+    assert frechet_distance_eigh(a, b) == pytest.approx(ref, rel=1e-7)
+
+
+def test_fid_metric_sqrtm_option():
+    from fpbench import metrics as M
+
+    g = torch.Generator().manual_seed(0)
+    real, fake = torch.randn(100, 64, generator=g), torch.randn(100, 64, generator=g) + 0.05
+    values = {}
+    for sqrtm in ("torch-fidelity", "eigh"):
+        m = M.create("fid", pretrained=False, layer="64", sqrtm=sqrtm)   # 64-d features: fast
+        m.set_real_features(real)
+        m._fake = [fake]
+        values[sqrtm] = m.compute()["fid"]
+    assert values["eigh"] == pytest.approx(values["torch-fidelity"], rel=1e-7)
+    with pytest.raises(ConfigError, match="fid sqrtm='svd' is unknown"):
+        M.create("fid", pretrained=False, sqrtm="svd")

@@ -100,17 +100,46 @@ def _cat(parts: list[torch.Tensor], dim: int) -> torch.Tensor:
 
 
 class FID(DistributionMetric):
-    """Frechet distance between Gaussian fits of generated and real features."""
+    """Frechet distance between Gaussian fits of generated and real features.
+
+    `sqrtm="torch-fidelity"` (default) is torch-fidelity's own computation (general eigenvalues of
+    sigma1 sigma2 with NumPy: ~25 s for 2048-d on one CPU core). `sqrtm="eigh"` gets the same trace
+    from two symmetric eigendecompositions in float64 on the metric's device
+    (tr sqrt(s1 s2) = sum sqrt(eig(sqrt(s1) s2 sqrt(s1)))): several times faster on a CPU, far faster on
+    a GPU, and equal to the default to ~1e-9 relative (tested).
+    """
 
     name = "fid"
+
+    def __init__(self, *, sqrtm: str = "torch-fidelity", **kw):
+        if sqrtm not in ("torch-fidelity", "eigh"):
+            raise ConfigError(f"fid sqrtm={sqrtm!r} is unknown; use 'torch-fidelity' or 'eigh'")
+        super().__init__(**kw)
+        self.sqrtm = sqrtm
 
     def compute(self) -> dict[str, float]:
         from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
 
         fake, real = self._both(2, "a covariance needs two samples")
+        if self.sqrtm == "eigh":
+            return {"fid": frechet_distance_eigh(fake, real, device=self.device)}
         out = fid_statistics_to_metric(fid_features_to_statistics(fake), fid_features_to_statistics(real),
                                        verbose=False)
         return {"fid": float(out["frechet_inception_distance"])}
+
+
+def frechet_distance_eigh(f1: torch.Tensor, f2: torch.Tensor, device="cpu") -> float:
+    """FID of two feature sets [N, D] via symmetric eigendecompositions, float64 on `device`."""
+    a = f1.to(device, torch.float64)
+    b = f2.to(device, torch.float64)
+    mu1, mu2 = a.mean(0), b.mean(0)
+    s1, s2 = torch.cov(a.T), torch.cov(b.T)   # unbiased, like numpy.cov in torch-fidelity
+    ev1, v1 = torch.linalg.eigh(s1)
+    root1 = (v1 * ev1.clamp_min(0).sqrt()) @ v1.T
+    m = root1 @ s2 @ root1
+    tr_covmean = torch.linalg.eigvalsh((m + m.T) / 2).clamp_min(0).sqrt().sum()
+    diff = mu1 - mu2
+    return float(diff @ diff + s1.trace() + s2.trace() - 2 * tr_covmean)
 
 
 class KID(DistributionMetric):
