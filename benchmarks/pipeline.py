@@ -90,7 +90,7 @@ def metric_math(metrics: dict, n: int) -> dict[str, float]:
 
 
 def end_to_end(model: str, device, batch: int, n: int, metric_names: list[str], pretrained: bool,
-               stats_n: int, workdir: Path) -> dict:
+               stats_n: int, workdir: Path, fid_sqrtm: str | None = None) -> dict:
     from hydra import compose, initialize_config_dir
 
     from fpbench.__main__ import CONF_DIR, _strip_hydra
@@ -105,6 +105,8 @@ def end_to_end(model: str, device, batch: int, n: int, metric_names: list[str], 
                  f"metrics.pretrained={str(pretrained).lower()}", "dataset=generated", f"n={n}",
                  f"stats.n={stats_n}", f"batch_size={batch}", f"device={device}", "logger=none",
                  "progress=false", "resume=false", "profile=true", "samples=0", f"results_dir={workdir}"]
+    if fid_sqrtm and "fid" in metric_names:
+        overrides.append(f"+metrics.options.fid.sqrtm={fid_sqrtm}")
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         cfg = _strip_hydra(compose("config", overrides=overrides))
     with timing.peak_memory(device) as mem:
@@ -128,6 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--pretrained", action="store_true", help="real metric weights (else random, labelled)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--skip-e2e", action="store_true")
+    p.add_argument("--fid-sqrtm", choices=["torch-fidelity", "eigh"], default=None)
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     if args.threads:
@@ -171,7 +174,8 @@ def main(argv: list[str] | None = None) -> dict:
     e2e = None
     if not args.skip_e2e:
         with tempfile.TemporaryDirectory() as tmp:
-            e2e = end_to_end(args.model, device, batch, args.n, names, args.pretrained, args.stats_n, Path(tmp))
+            e2e = end_to_end(args.model, device, batch, args.n, names, args.pretrained, args.stats_n, Path(tmp),
+                             fid_sqrtm=args.fid_sqrtm)
     result = {"model": args.model, "resolution": int(G.img_resolution), "batch": batch, "batch_speeds": speeds,
               "stages": stages, "treatment_ratio": treat_ratio, "metric_math_s": math, "stage_memory":
               stage_mem.as_dict(), "end_to_end": e2e, "machine": timing.machine_info(device),
