@@ -13,6 +13,8 @@ import hashlib
 import http.client
 import json
 import os
+import re
+import socket
 import tempfile
 import urllib.error
 import urllib.request
@@ -40,7 +42,8 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
     dest = Path(dest)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+        _remove_stale_parts(dest.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.{_HOST}-{os.getpid()}.", suffix=".part", dir=dest.parent)
     except OSError as err:
         _raise_write_error(dest, err)
     os.close(fd)
@@ -55,6 +58,30 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+# Temp files are named .<dest>.<host>-<pid>.<random>.part: one whose process died (SIGKILL, power
+# loss) is removed by the next atomic write into the same folder on the same host.
+_HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname().split(".")[0] or "host")
+_PART = re.compile(r"\.([A-Za-z0-9_-]+)-(\d+)\.[A-Za-z0-9_]+\.part$")
+
+
+def _remove_stale_parts(directory: Path) -> None:
+    for part in directory.glob(".*.part"):
+        m = _PART.search(part.name)
+        if m and m.group(1) == _HOST and not _alive(int(m.group(2))):
+            with contextlib.suppress(OSError):
+                part.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
