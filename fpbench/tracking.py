@@ -16,7 +16,7 @@ import os
 import struct
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Sequence
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
@@ -209,19 +209,35 @@ class SweepSummaryCallback(Callback):
 # ---------------------------------------------------------------------------------------------
 # Reading an offline run back from its files (tests, and checking what W&B holds before syncing)
 
-def offline_run_records(run_dir: str | os.PathLike) -> Iterator[tuple[str, Any]]:
-    """(record type, protobuf) for every record of the `.wandb` file in an offline run folder."""
+def offline_run_records(run_dir: str | os.PathLike, wait: float = 30.0) -> list[tuple[str, Any]]:
+    """(record type, protobuf) for every record of the `.wandb` file in an offline run folder.
+
+    W&B's service writes the file asynchronously, also after `finish()` returns: wait up to `wait`
+    seconds for the closing `exit` record.
+    """
+    import time
+
     from wandb.proto import wandb_internal_pb2 as pb
 
     run_dir = Path(run_dir)
-    files = list(run_dir.glob("*.wandb"))
-    if not files:
-        raise FileNotFoundError(f"no .wandb file in {run_dir}")
-    for blob in _leveldb_log_records(files[0].read_bytes()):
-        rec = pb.Record()
-        rec.ParseFromString(blob)
-        kind = rec.WhichOneof("record_type")
-        yield kind, getattr(rec, kind) if kind else None
+    deadline = time.monotonic() + wait
+    while True:
+        files = list(run_dir.glob("*.wandb"))
+        records = []
+        if files:
+            for blob in _leveldb_log_records(files[0].read_bytes()):
+                rec = pb.Record()
+                try:
+                    rec.ParseFromString(blob)
+                except Exception:  # noqa: BLE001 - a record still being written
+                    break
+                kind = rec.WhichOneof("record_type")
+                records.append((kind, getattr(rec, kind) if kind else None))
+        if any(kind == "exit" for kind, _ in records) or time.monotonic() > deadline:
+            if not files:
+                raise FileNotFoundError(f"no .wandb file in {run_dir}")
+            return records
+        time.sleep(0.1)
 
 
 def offline_run_summary(run_dir: str | os.PathLike) -> dict:
