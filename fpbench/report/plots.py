@@ -38,6 +38,24 @@ def _dedupe(runs: list[Run], key) -> dict:
     return {k: best(v) for k, v in buckets.items()}
 
 
+def _prefer_sweep(group: list[Run], sweep: str) -> list[Run]:
+    """The figure's own sweep when it ran (Fig. 6 should not show all of Fig. 9's grid)."""
+    own = [r for r in group if r.sweep == sweep]
+    return own + [r for r in group if r.treatment == "none" and r.sweep != sweep] if own else group
+
+
+def _zoom(ax, runs: list[Run], extra: list[tuple[float, float]] = ()) -> None:
+    """Axes around the points (and the ideal point at precision 1), not the whole unit square."""
+    pts = [_pr(r) for r in runs if _pr(r) is not None] + list(extra)
+    if not pts:
+        return
+    ps, rs = [p for p, _ in pts], [r for _, r in pts]
+    pad_r = max(0.05, 0.1 * (max(rs) - min(rs)))
+    pad_p = max(0.05, 0.1 * (max(ps) - min(ps)))
+    ax.set_xlim(max(0.0, min(rs) - pad_r), min(1.02, max(rs) + pad_r))
+    ax.set_ylim(max(0.0, min(ps) - pad_p), 1.03)
+
+
 def _rescale_key(r: Run):
     return (float(r.params.get("t")), float(r.params.get("p")))
 
@@ -88,6 +106,7 @@ def fig6(runs: list[Run], out_base: Path) -> list[Path]:
     fig, axes = plt.subplots(1, len(groups), figsize=(5.2 * len(groups), 4.6), squeeze=False)
     uncal = False
     for ax, ((model, dataset), group) in zip(axes[0], groups.items()):
+        group = _prefer_sweep(group, "fig6")
         uncal |= any(r.rec.get("uncalibrated", {}).get("pr", r.uncalibrated) for r in group)
         base = best([r for r in group if r.treatment == "none"])
         trunc = _dedupe([r for r in group if r.treatment == "truncation"], lambda r: float(r.params.get("psi")))
@@ -115,8 +134,7 @@ def fig6(runs: list[Run], out_base: Path) -> list[Path]:
                            s=70 if star else 40, zorder=4, label="ours t = p = 2" if star else None)
                 ax.annotate(f"t={t:g},p={p_:g}", (rc, p), fontsize=7, xytext=(3, -9), textcoords="offset points")
             ax.scatter([], [], c="tab:orange", s=40, label="ours (t, p)")
-        ax.set_xlim(0, 1.02)
-        ax.set_ylim(0, 1.05)
+        _zoom(ax, group, [(1.0, _pr(base)[1])] if base is not None else [])
         ax.set_xlabel("recall (diversity)")
         ax.set_ylabel("precision (quality)")
         ax.set_title(_title(model, dataset, group), fontsize=9)
@@ -135,6 +153,7 @@ def fig9(runs: list[Run], out_base: Path) -> list[Path]:
     uncal = False
     colors = {1.0: "tab:green", 2.0: "tab:orange", 3.0: "tab:purple"}
     for ax, ((model, dataset), group) in zip(axes[0], groups.items()):
+        group = _prefer_sweep(group, "fig9")
         uncal |= any(r.rec.get("uncalibrated", {}).get("pr", r.uncalibrated) for r in group)
         ours = _dedupe([r for r in group if r.treatment == "rescale"], _rescale_key)
         by_p = defaultdict(list)
@@ -144,9 +163,11 @@ def fig9(runs: list[Run], out_base: Path) -> list[Path]:
             items.sort()
             xs = [_pr(r)[1] for _, r in items]
             ys = [_pr(r)[0] for _, r in items]
-            ax.plot(xs, ys, "-o", ms=5, lw=1, color=colors.get(p_, None), label=f"p = {p_:g}")
-            for (t, r), x, y in zip(items, xs, ys):
-                ax.annotate(f"t={t:g}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            ax.plot(xs, ys, "-o", ms=5, lw=1, color=colors.get(p_, None), label=f"p = {p_:g} (t = {items[0][0]:g}"
+                    f" … {items[-1][0]:g})")
+            for k in {0, len(items) - 1}:  # label the ends of each line: t grows along it
+                ax.annotate(f"t={items[k][0]:g}", (xs[k], ys[k]), fontsize=7, xytext=(3, 3),
+                            textcoords="offset points", color=colors.get(p_, "k"))
         star = ours.get((2.0, 2.0))
         if star is not None:
             p, rc = _pr(star)
@@ -155,8 +176,7 @@ def fig9(runs: list[Run], out_base: Path) -> list[Path]:
         if base is not None:
             p0, r0 = _pr(base)
             ax.scatter([r0], [p0], c="black", marker="s", s=50, zorder=5, label="untreated")
-        ax.set_xlim(0, 1.02)
-        ax.set_ylim(0, 1.05)
+        _zoom(ax, [r for r in group if r.treatment in ("rescale", "none")])
         ax.set_xlabel("recall (diversity)")
         ax.set_ylabel("precision (quality)")
         ax.set_title(_title(model, dataset, group), fontsize=9)
