@@ -154,7 +154,12 @@ def _hydra_main() -> None:
 
         try:
             run_from_hydra(cfg)
-        except FpbenchError as err:
+        except FpbenchError as err:  # found inside the job (e.g. metric weights missing offline)
+            from hydra.core.hydra_config import HydraConfig
+
+            from .runner import discard_unfinished
+
+            discard_unfinished(Path(HydraConfig.get().runtime.output_dir))
             sys.exit(fail(err))
 
     task()

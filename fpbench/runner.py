@@ -96,6 +96,26 @@ def run_job(cfg: DictConfig, job_dir: str | os.PathLike, *, job_name: str | None
         tracker.finish(exit_code)
 
 
+def discard_unfinished(job_dir: Path) -> None:
+    """After a user error inside a job: remove what Hydra wrote for it, so no partial result stays.
+
+    Only a folder with no result and no checkpoint is touched, and only Hydra's own files in it.
+    """
+    import shutil
+
+    job_dir = Path(job_dir)
+    if (job_dir / METRICS_JSON).exists() or (job_dir / CHECKPOINT).exists():
+        return
+    shutil.rmtree(job_dir / ".hydra", ignore_errors=True)
+    for log in job_dir.glob("*.log"):
+        log.unlink(missing_ok=True)
+    for d in (job_dir, job_dir.parent, job_dir.parent.parent):  # <job>, <sweep>, runs/
+        try:
+            d.rmdir()  # only if empty
+        except OSError:
+            break
+
+
 def read_result(job_dir: str | os.PathLike) -> dict | None:
     import json
 
@@ -597,14 +617,20 @@ def git_record() -> dict:
 
 
 def metric_fingerprints(metrics: dict) -> dict:
+    """Which network weights each metric used: the extractor key (it names the weights file's
+    digest) for distribution metrics, a content hash of the metric's torch modules otherwise."""
+    from .generators import weights_fingerprint
+
     out = {}
     for name, m in metrics.items():
-        fp = getattr(m, "weights_fingerprint", None)
-        if callable(fp):
-            with contextlib.suppress(Exception):
-                fp = fp()
-        if isinstance(fp, str):
-            out[name] = fp
+        key = getattr(m, "extractor_key", None)
+        if isinstance(key, str):
+            out[name] = key
+            continue
+        modules = [v for v in vars(m).values() if isinstance(v, torch.nn.Module)]
+        if modules:
+            out[name] = ("random-" if getattr(m, "uncalibrated", False) else "") + \
+                weights_fingerprint(torch.nn.ModuleList(modules))
     return out
 
 
