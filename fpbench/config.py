@@ -230,6 +230,12 @@ def validate(cfg: DictConfig, *, check_paths: bool = True) -> None:
     _check_choice(cfg.logger.mode, "logger.mode", ("auto", "offline", "online"))
     if cfg.dataset.n_ref is not None:
         _check_int(cfg.dataset.n_ref, "dataset.n_ref", low=2)
+    if cfg.dataset.generated:
+        _check_int(cfg.dataset.heldout_seed, "dataset.heldout_seed", low=0)
+        lo, hi = cfg.dataset.heldout_seed, cfg.dataset.heldout_seed + (cfg.dataset.n_ref or cfg.n)
+        if hi > 2**32 or (lo < cfg.seed + cfg.n and cfg.seed < hi):
+            raise ConfigError(f"dataset.heldout_seed={lo} makes the reference seeds {lo}..{hi - 1} overlap the "
+                              f"evaluated seeds {cfg.seed}..{cfg.seed + cfg.n - 1} (or pass 2**32); move it")
     if check_paths:
         _validate_model_source(cfg.model.source)
         _validate_dataset(cfg)

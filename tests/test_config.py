@@ -164,6 +164,7 @@ BAD = [
     (["model=/no/such/net.pkl"], r"model checkpoint /no/such/net.pkl does not exist"),
     (["sweep=fig9", "dataset=generated", "treatment.t=0,-1"], r"treatment.t=-1.0 is invalid"),
     (["device=gpu"], r"device='gpu' is not a device"),
+    (["dataset=generated", "n=20", "dataset.heldout_seed=10"], r"reference seeds 10..29 overlap the evaluated seeds 0..19"),
 ]
 
 
