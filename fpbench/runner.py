@@ -15,7 +15,6 @@ import datetime
 import os
 import platform
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path

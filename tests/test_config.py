@@ -1,6 +1,5 @@
 """Every config and every sweep composes (Hydra compose API); values validate; bad input is one line."""
 
-from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir

@@ -1,9 +1,10 @@
 """Rebuild the paper's Tables 1-3 and Figs 6 and 9 from results/ (the files are the source of truth).
 
-    python -m fpbench.report [--results results] [--sweep NAME ...] [--out DIR] [--wandb]
+    python -m fpbench.report [--results results] [--sweep NAME ...] [--out DIR] [--wandb auto|offline|online|off]
 
 Writes `<out>/table{1,2,3}.{md,tex}`, `<out>/fig{6,9}.{png,pdf}`, `<out>/runs.csv` and
-`<out>/report.md` (everything in one page). `<out>` defaults to `<results>/report`.
+`<out>/report.md` (everything in one page). `<out>` defaults to `<results>/report` (or
+`<results>/report/sweeps/<name>` for one sweep, as the end of a sweep writes it).
 """
 
 from __future__ import annotations
