@@ -33,9 +33,13 @@ class Identity(PairwiseMetric):
     name = "id"
 
     def __init__(self, *, device="cpu", pretrained: bool = True, weights=None, crop="ffhq",
-                 insightface_root=None, providers=None, seed: int = 0, max_batch: int = 64):
+                 insightface_root=None, providers=None, seed: int = 0, max_batch: int = 64,
+                 runtime: str = "onnxruntime"):
         check_weights_choice(pretrained, weights=weights)
+        if runtime not in ("onnxruntime", "torch"):
+            raise ConfigError(f"id runtime {runtime!r} is unknown; use 'onnxruntime' or 'torch'")
         super().__init__(device=device, uncalibrated=not pretrained)
+        self.runtime = runtime
         self.box = _crop_box(crop)
         self.max_batch = int(max_batch)
         if pretrained:
@@ -47,18 +51,34 @@ class Identity(PairwiseMetric):
         self.model = _load(path, providers)
         self.input_w, self.input_h = (int(v) for v in self.model.input_size)
         self.mean, self.std = float(self.model.input_mean), float(self.model.input_std)
+        self.net = None
+        if runtime == "torch":   # the same graph replayed with torch ops where the images are (no host copy)
+            import onnx
+
+            from .onnx_torch import OnnxModule
+
+            self.net = OnnxModule(onnx.load(str(path))).to(self.device).eval()
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """ArcFace embeddings [N, D] (float32, CPU) of float [-1, 1] RGB images."""
         out = []
         for chunk in images.split(self.max_batch):
+            if self.net is not None:
+                with torch.no_grad():
+                    feats = self.net(self.prepare(chunk.to(self.device)))
+                out.append(feats.to("cpu", torch.float32).reshape(len(chunk), -1))
+                continue
             blob = self.preprocess(chunk)
             feats = self.model.session.run(self.model.output_names, {self.model.input_name: blob})[0]
             out.append(torch.from_numpy(np.asarray(feats, dtype=np.float32)).reshape(len(chunk), -1))
         return torch.cat(out)
 
     def preprocess(self, images: torch.Tensor) -> np.ndarray:
-        """float [-1, 1] RGB NCHW -> the network's float32 NCHW input (RGB, normalised)."""
+        """float [-1, 1] RGB NCHW -> the network's float32 NCHW input (RGB, normalised), as NumPy."""
+        return self.prepare(images).cpu().numpy()
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """`preprocess` on the images' device, as a contiguous float32 tensor."""
         x = to_uint8(images).to(torch.float32)
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
@@ -68,7 +88,7 @@ class Identity(PairwiseMetric):
         if tuple(x.shape[-2:]) != (self.input_h, self.input_w):
             x = F.interpolate(x, size=(self.input_h, self.input_w), mode="bilinear", align_corners=False,
                               antialias=True).round().clamp(0, 255)
-        return ((x - self.mean) / self.std).contiguous().cpu().numpy()
+        return ((x - self.mean) / self.std).contiguous()
 
     def scores(self, treated, original):
         a, b = self.embed(treated).double(), self.embed(original).double()
