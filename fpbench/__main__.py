@@ -105,8 +105,10 @@ def preflight(argv: list[str]) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from .config import validate
+    from .distributed import check_launcher
     from .sweeper import expand_jobs
 
+    check_launcher(argv)
     flags = [a for a in argv if a.startswith("-")]
     overrides = [a for a in argv if not a.startswith("-")]
     multirun_flag = any(f in ("-m", "--multirun") for f in flags)

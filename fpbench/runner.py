@@ -45,7 +45,9 @@ def run_from_hydra(cfg: DictConfig) -> dict:
     hc = HydraConfig.get()
     job_dir = Path(hc.runtime.output_dir)
     record = run_job(cfg, job_dir)
-    if str(hc.mode).endswith("RUN") and not str(hc.mode).endswith("MULTIRUN"):
+    from .distributed import is_main_process
+
+    if str(hc.mode).endswith("RUN") and not str(hc.mode).endswith("MULTIRUN") and is_main_process():
         print(summary_table(record, job_dir), flush=True)
     return record
 
@@ -74,25 +76,30 @@ def summary_table(record: dict, job_dir: Path) -> str:
 
 def run_job(cfg: DictConfig, job_dir: str | os.PathLike, *, job_name: str | None = None) -> dict:
     """Run (or skip, or resume) one job; return its metrics.json record."""
-    from .tracking import start_job_tracker
+    from . import distributed
+    from .tracking import Tracker, start_job_tracker
 
     validate(cfg)
+    ctx = distributed.context(cfg.device)  # rank 0 of 1 unless started by torchrun / a multi-task job
     job_dir = Path(job_dir)
     job_name = job_name or job_dir.name
     chash = config_hash(cfg)
-    done = read_result(job_dir)
+    done = ctx.broadcast(read_result(job_dir), "reading the job's result")
     if cfg.resume and done is not None and done.get("config_hash") == chash:
-        _say(cfg, f"[fpbench] {cfg.sweep.name}/{job_name}: done already (config hash {chash}); skipped")
+        if ctx.is_main:
+            _say(cfg, f"[fpbench] {cfg.sweep.name}/{job_name}: done already (config hash {chash}); skipped")
         return done
-    tracker = start_job_tracker(cfg, job_dir, job_name)
+    tracker = start_job_tracker(cfg, job_dir, job_name) if ctx.is_main else Tracker()
     exit_code = 1
     try:
-        record, samples = _run(cfg, job_dir, job_name, chash, tracker_info=tracker.info())
+        record, samples = _run(cfg, job_dir, job_name, chash, tracker_info=tracker.info(), ctx=ctx)
         tracker.log_job(record, [job_dir / s for s in samples])
         exit_code = 0
-        return record
     finally:
         tracker.finish(exit_code)
+    record = ctx.broadcast(record, "waiting for rank 0 to write the result")
+    ctx.remove_checkpoint(job_dir)
+    return record
 
 
 def discard_unfinished(job_dir: Path) -> None:
@@ -103,7 +110,7 @@ def discard_unfinished(job_dir: Path) -> None:
     import shutil
 
     job_dir = Path(job_dir)
-    if (job_dir / METRICS_JSON).exists() or (job_dir / CHECKPOINT).exists():
+    if (job_dir / METRICS_JSON).exists() or any(job_dir.glob("checkpoint*.pt")):
         return
     shutil.rmtree(job_dir / ".hydra", ignore_errors=True)
     for log in job_dir.glob("*.log"):
@@ -194,16 +201,19 @@ class Arm:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-def _run(cfg: DictConfig, job_dir: Path, job_name: str, chash: str, *, tracker_info: dict) -> tuple[dict, list[str]]:
+def _run(cfg: DictConfig, job_dir: Path, job_name: str, chash: str, *, tracker_info: dict,
+         ctx=None) -> tuple[dict | None, list[str]]:
+    from .distributed import Context
     from .generators import load_generator, weights_fingerprint
 
+    ctx = ctx or Context()
     t_start = time.perf_counter()
-    device = resolve_device(cfg.device)
+    device = ctx.device(cfg.device)
     dtype = getattr(torch, cfg.dtype)
     timing_mode = cfg.mode == "timing"
-    ckpt = _load_checkpoint(job_dir, chash) if cfg.resume and not timing_mode else None
+    ckpt = _load_checkpoint(job_dir, chash, ctx.checkpoint_name) if cfg.resume and not timing_mode else None
     timer = StageTimer(device, sync=cfg.profile or timing_mode, initial=(ckpt or {}).get("timings"))
-    progress = bool(cfg.progress)
+    progress = bool(cfg.progress) and ctx.is_main
 
     with timer("load_generator"):
         G = load_generator(cfg.model.source, device=device)
@@ -217,19 +227,21 @@ def _run(cfg: DictConfig, job_dir: Path, job_name: str, chash: str, *, tracker_i
         batch_size = int(ckpt["batch_size"])  # same batch boundaries -> identical accumulators
     else:
         batch_size = device_batch
+    # this rank's seeds (all of them in one process); rank 0's batch size holds for every rank
+    lo, hi, batch_size, ckpt = ctx.plan(cfg.n, batch_size, ckpt)
 
-    with timer("treatment_setup"):
+    with timer("treatment_setup"), ctx.main_first("estimating feature statistics"):
         treatment = build_treatment(cfg, G, device, cfg.stats.batch_size or device_batch, progress)
     arm = Arm(name=cfg.treatment.name, treatment=treatment)
     with timer("metrics_setup"):
         arm.metrics = create_metrics(cfg, device) if not timing_mode else {}
     reference = {}
-    if arm.metrics and needs_reference(cfg):
+    if arm.metrics and needs_reference(cfg) and ctx.is_main:  # only rank 0 computes the final numbers
         with timer("reference"):
             reference = prepare_reference(cfg, G, fingerprint, arm.metrics, device, device_batch, progress)
 
     job_dir.mkdir(parents=True, exist_ok=True)
-    position = 0
+    position = lo
     samples = None
     if ckpt is not None:
         position = int(ckpt["position"])
@@ -239,11 +251,17 @@ def _run(cfg: DictConfig, job_dir: Path, job_name: str, chash: str, *, tracker_i
         _say(cfg, f"[fpbench] {cfg.sweep.name}/{job_name}: resuming at image {position} of {cfg.n}")
 
     if timing_mode:
-        values, images_timed = _time_generation(cfg, G, arm, device, dtype, batch_size, timer, job_name)
+        if ctx.is_main:  # the speed of one process: other ranks do not time
+            values, images_timed = _time_generation(cfg, G, arm, device, dtype, batch_size, timer, job_name)
         samples = None
     else:
         samples = _evaluate(cfg, G, [arm], device, dtype, batch_size, timer, job_dir, chash, job_name,
-                            position, samples)
+                            position, samples, stop=hi, checkpoint=ctx.checkpoint_name,
+                            checkpoint_extra=ctx.checkpoint_extra(lo, hi), progress=progress)
+        samples = ctx.gather_metrics(list(_arm_metrics([arm])), samples, keep=cfg.samples)
+    if not ctx.is_main:
+        return None, []
+    if not timing_mode:
         with timer("compute"):
             values, flags = {}, {}
             for name, m in arm.metrics.items():
@@ -292,6 +310,8 @@ def _run(cfg: DictConfig, job_dir: Path, job_name: str, chash: str, *, tracker_i
         "wandb": tracker_info,
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+    if ctx.active:
+        record["distributed"] = ctx.record()
     atomic_write_text(job_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     atomic_write_json(job_dir / METRICS_JSON, record)
     with contextlib.suppress(FileNotFoundError):
@@ -301,9 +321,10 @@ def _run(cfg: DictConfig, job_dir: Path, job_name: str, chash: str, *, tracker_i
     return record, sample_files
 
 
-def _seed_batches(cfg: DictConfig, batch_size: int, start: int) -> Iterator[tuple[int, list[int]]]:
-    for pos in range(start, cfg.n, batch_size):
-        stop = min(pos + batch_size, cfg.n)
+def _seed_batches(cfg: DictConfig, batch_size: int, start: int, end: int | None = None) -> Iterator[tuple[int, list[int]]]:
+    end = cfg.n if end is None else end
+    for pos in range(start, end, batch_size):
+        stop = min(pos + batch_size, end)
         yield pos, list(range(cfg.seed + pos, cfg.seed + stop))
 
 
@@ -314,17 +335,20 @@ def _labels(G, n: int, device, dtype) -> torch.Tensor | None:
 
 @torch.no_grad()
 def _evaluate(cfg, G, arms: list[Arm], device, dtype, batch_size, timer, job_dir, chash, job_name,
-              position, samples):
+              position, samples, *, stop: int | None = None, checkpoint: str = CHECKPOINT,
+              checkpoint_extra: dict | None = None, progress: bool | None = None):
+    """Positions [position, stop) (stop: the job's end; a rank of a distributed job ends its slice)."""
     from tqdm.auto import tqdm
 
     from .generators import seeds_to_z
 
     sleep = float(os.environ.get(_SLEEP_ENV, "0") or 0)
     keep = min(cfg.samples, cfg.n)
-    bar = tqdm(total=cfg.n, initial=position, unit="img", desc=f"{cfg.sweep.name}/{job_name}"[:60],
-               disable=not cfg.progress, dynamic_ncols=True, leave=False)
+    stop = cfg.n if stop is None else stop
+    bar = tqdm(total=stop, initial=position, unit="img", desc=f"{cfg.sweep.name}/{job_name}"[:60],
+               disable=not (cfg.progress if progress is None else progress), dynamic_ncols=True, leave=False)
     try:
-        for batch_index, (pos, seeds) in enumerate(_seed_batches(cfg, batch_size, position), start=1):
+        for batch_index, (pos, seeds) in enumerate(_seed_batches(cfg, batch_size, position, stop), start=1):
             z = seeds_to_z(seeds, G.z_dim, device=device, dtype=dtype)
             c = _labels(G, len(seeds), device, dtype)
             with timer("generate_original"):
@@ -345,9 +369,10 @@ def _evaluate(cfg, G, arms: list[Arm], device, dtype, batch_size, timer, job_dir
                            for (k, v), t in zip(samples.items(), (original, treated))}
             bar.update(len(seeds))
             done = pos + len(seeds)
-            if done < cfg.n and batch_index % cfg.checkpoint_every == 0:
+            if done < stop and batch_index % cfg.checkpoint_every == 0:
                 with timer("checkpoint"):
-                    _save_checkpoint(job_dir, chash, done, batch_size, arms, samples, timer.seconds)
+                    _save_checkpoint(job_dir, chash, done, batch_size, arms, samples, timer.seconds,
+                                     name=checkpoint, extra=checkpoint_extra)
             if sleep:
                 time.sleep(sleep)
     finally:
@@ -511,16 +536,16 @@ def _arm_metrics(arms: list[Arm]):
 
 
 def _save_checkpoint(job_dir: Path, chash: str, position: int, batch_size: int, arms: list[Arm], samples,
-                     timings: dict) -> None:
-    state = {"format": FORMAT_VERSION, "config_hash": chash, "position": position, "batch_size": batch_size,
+                     timings: dict, *, name: str = CHECKPOINT, extra: dict | None = None) -> None:
+    state = {**(extra or {}), "format": FORMAT_VERSION, "config_hash": chash, "position": position, "batch_size": batch_size,
              "metrics": {k: m.state_dict() for k, m in _arm_metrics(arms)}, "samples": samples,
              "timings": dict(timings)}
-    with atomic_path(job_dir / CHECKPOINT) as tmp:
+    with atomic_path(job_dir / name) as tmp:
         torch.save(state, tmp)
 
 
-def _load_checkpoint(job_dir: Path, chash: str) -> dict | None:
-    path = job_dir / CHECKPOINT
+def _load_checkpoint(job_dir: Path, chash: str, name: str = CHECKPOINT) -> dict | None:
+    path = job_dir / name
     if not path.exists():
         return None
     try:

@@ -193,6 +193,10 @@ class SweepSummaryCallback(Callback):
         super().__init__()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from .distributed import is_main_process
+
+        if not is_main_process():  # under torchrun every rank runs the sweep; one report is enough
+            return
         try:
             from .report import build_report
 
