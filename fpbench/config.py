@@ -366,8 +366,10 @@ def check_writable(directory: str, key: str) -> None:
     path = Path(directory).expanduser()
     try:
         path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".fpbench-write-test-"):
-            pass
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".fpbench-write-test-") as f:
+            f.write(b"\0" * 65536)   # an empty file needs no space: write some, or a full disk passes
+            f.flush()
+            os.fsync(f.fileno())
     except OSError as err:
         raise ConfigError(f"{key}={directory} is not writable ({err.strerror or err}); "
                           f"choose another with {key}=PATH") from None
