@@ -6,14 +6,18 @@
 Random-weight networks (`fpbench.timing.BENCH_MODELS`; compute cost equals the released models'):
 StyleGAN2 config F 1024x1024 and StyleGAN3-R 512x512. Sections, each guarded (a failure is
 recorded and the next section runs):
- 1. parity: fp16 blocks + channels_last, CUDA graphs, torch.compile vs. the float32 eager
-    reference, plain and treated (max |diff| of images in [-1, 1]);
+ 1. parity: fp16 blocks + channels_last and CUDA graphs vs. the float32 eager reference, plain
+    and treated (max |diff| of images in [-1, 1]), and the treated forward traced with fullgraph=True
+    (no host sync);
  2. throughput: best batch size for plain generation, then plain vs. treated images/s at it
     (interleaved, median of paired ratios; target <= 1.05), eager fp16 and with CUDA graphs;
  3. extractors: InceptionV3 / VGG16 / LPIPS features in fp16 autocast vs. float32 (relative error,
     and FID of fp16 vs. fp32 features of the same images);
  4. end to end: one setting (StyleGAN2 1024, rescale, all paper metrics with random weights,
-    labelled uncalibrated, generated reference) of 2,000 images through the app's runner.
+    labelled uncalibrated, generated reference) of 2,000 images through the app's runner;
+ 5. compile: torch.compile (+ CUDA graphs) of the StyleGAN2 model vs. the reference (last: minutes of
+    compilation; GPU_CHECK_COMPILE=0 skips it).
+The report is rewritten after every section, so a timeout keeps what finished.
 Writes `$OUT/gpu_check.md` and `.json` (or `results/bench/gpu_check_<device>.md` without $OUT).
 """
 
@@ -56,6 +60,7 @@ def section(name):
                                             "error": f"{type(err).__name__}: {err}"[:500],
                                             "traceback": traceback.format_exc()[-2000:]}
             print(f"[gpu_check] {name}: " + json.dumps(REPORT["sections"][name], default=str)[:800], flush=True)
+            save()
         return run
     return wrap
 
@@ -89,8 +94,6 @@ def parity(models):
         variants = {"fp16+channels_last": FastOptions()}
         if DEVICE.type == "cuda":
             variants["fp16+cuda_graphs"] = FastOptions(cuda_graphs=True)
-        if COMPILE and name == SG2:   # compile time is minutes at 1024: the StyleGAN2 model only
-            variants["fp16+compile"] = FastOptions(compile=True, backend="inductor" if not TINY else "eager")
         for label, opts in variants.items():
             fast = FastGenerator(G, opts)
             for _ in range(2):
@@ -105,6 +108,40 @@ def parity(models):
         res["pass"] = all(v["plain_maxdiff"] < PARITY_ATOL_FP16 and v["treated_maxdiff"] < PARITY_ATOL_FP16
                           for k, v in res.items() if isinstance(v, dict)) and res["no_host_sync_fullgraph"]
         out[name] = res
+    return out
+
+
+@section("compile")
+def compiled(models):
+    """torch.compile (inductor; eager tracing in the tiny dry-run) of the StyleGAN2 model, plain and
+    treated, against the float32 eager reference. Last, because compiling a 1024 network takes minutes."""
+    from fpbench.generators import seeds_to_z
+    from fpbench.generators.fast import FastGenerator, FastOptions
+
+    G, tr = models[SG2]
+    z = seeds_to_z(list(range(4)), G.z_dim, device=DEVICE)
+    with torch.no_grad():
+        ref = G(z, force_fp32=True)
+        with tr.applied(G):
+            ref_t = G(z, force_fp32=True)
+    out = {}
+    variants = {"fp16+compile": FastOptions(compile=True, backend="eager" if TINY else "inductor")}
+    if DEVICE.type == "cuda":
+        variants["fp16+compile+cuda_graphs"] = FastOptions(compile=True, cuda_graphs=True)
+    for label, opts in variants.items():
+        tic = time.perf_counter()
+        fast = FastGenerator(G, opts)
+        first = maxdiff(fast(z), ref), maxdiff(fast(z, treatment=tr), ref_t)
+        out[label] = {"plain_maxdiff": first[0], "treated_maxdiff": first[1],
+                      "compile_seconds": round(time.perf_counter() - tic, 1)}
+        if DEVICE.type == "cuda":
+            times = timing.interleaved({"plain": lambda: fast(z), "treated": lambda: fast(z, treatment=tr)},
+                                       repeats=5, warmup=1, device=DEVICE)
+            out[label]["treated_over_plain_b4"] = timing.ratio(times, "treated", "plain")
+            out[label]["plain_images_per_s_b4"] = 4 / timing.median(times["plain"])
+        save()
+    out["pass"] = all(v["plain_maxdiff"] < PARITY_ATOL_FP16 and v["treated_maxdiff"] < PARITY_ATOL_FP16
+                      for v in out.values() if isinstance(v, dict))
     return out
 
 
@@ -170,6 +207,21 @@ def extractors(G):
             out[label]["fid_fp32"] = frechet_distance_eigh(ref[:half], ref[half:], device=DEVICE)
             out[label]["fid_low_precision"] = frechet_distance_eigh(low.float()[:half], low.float()[half:],
                                                                     device=DEVICE)
+    # ArcFace runtimes: onnxruntime (CPU provider unless its CUDA build is installed; crops cross to the
+    # host) vs. the same graph replayed in torch on the images' device. Random small stand-in network.
+    ort_id = M.create("id", device=DEVICE, pretrained=False)
+    providers = ort_id.model.session.get_providers()
+    if "CUDAExecutionProvider" in __import__("onnxruntime").get_available_providers():
+        ort_id = M.create("id", device=DEVICE, pretrained=False, providers=["CUDAExecutionProvider"])
+        providers = ort_id.model.session.get_providers()
+    torch_id = M.create("id", device=DEVICE, pretrained=False, runtime="torch")
+    t = timing.interleaved({"onnxruntime": lambda: ort_id.embed(imgs), "torch": lambda: torch_id.embed(imgs)},
+                           repeats=5, warmup=1, device=DEVICE)
+    out["arcface_runtime"] = {"onnxruntime_providers": providers,
+                              "onnxruntime_ms": timing.median(t["onnxruntime"]) * 1e3,
+                              "torch_ms": timing.median(t["torch"]) * 1e3,
+                              "torch_over_onnxruntime": timing.ratio(t, "torch", "onnxruntime"),
+                              "max_abs_diff": float((torch_id.embed(imgs) - ort_id.embed(imgs)).abs().max())}
     lp = M.create("lpips", device=DEVICE, pretrained=False)
     a, b = imgs[: n // 2], imgs[n // 2:]
     with torch.no_grad():
@@ -193,6 +245,18 @@ def end_to_end(batch: int):
     return r
 
 
+def save():
+    """Write the report so far (a timeout keeps every finished section)."""
+    out_dir = Path(os.environ.get("OUT") or "results/bench")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = "gpu_check" if os.environ.get("OUT") else f"gpu_check_{DEVICE.type}{'_tiny' if TINY else ''}"
+    REPORT["all_ok"] = all(s.get("ok") and s.get("pass", True) is not False and
+                           all(v.get("pass", True) for v in s.values() if isinstance(v, dict))
+                           for s in REPORT["sections"].values())
+    (out_dir / f"{stem}.json").write_text(json.dumps(REPORT, indent=1, default=str))
+    (out_dir / f"{stem}.md").write_text(markdown(REPORT))
+
+
 def main():
     t0 = time.perf_counter()
     REPORT["machine"] = timing.machine_info(DEVICE)
@@ -205,17 +269,13 @@ def main():
     extractors(models[SG2][0])
     tp = REPORT["sections"].get("throughput", {})
     batch = tp.get(SG2, {}).get("best_batch", 8) if tp.get("ok") else 8
-    del models
     if DEVICE.type == "cuda":
         torch.cuda.empty_cache()
     end_to_end(min(batch, 32))
+    if COMPILE:
+        compiled(models)
     REPORT["total_seconds"] = round(time.perf_counter() - t0, 1)
-    REPORT["all_ok"] = all(s.get("ok") for s in REPORT["sections"].values())
-    out_dir = Path(os.environ.get("OUT") or "results/bench")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = "gpu_check" if os.environ.get("OUT") else f"gpu_check_{DEVICE.type}{'_tiny' if TINY else ''}"
-    (out_dir / f"{stem}.json").write_text(json.dumps(REPORT, indent=1, default=str))
-    (out_dir / f"{stem}.md").write_text(markdown(REPORT))
+    save()
     print(markdown(REPORT))
     return 0 if REPORT["all_ok"] else 1
 
