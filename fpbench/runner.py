@@ -270,7 +270,11 @@ def _run(cfg: DictConfig, job_dir: Path, job_name: str, chash: str, *, tracker_i
                 flags[name] = bool(getattr(m, "uncalibrated", False))
         images_timed = cfg.n
 
-    sample_files = write_samples(job_dir, samples, cfg) if samples is not None else []
+    try:
+        sample_files = write_samples(job_dir, samples, cfg) if samples is not None else []
+    except BaseException:
+        _discard_outputs(job_dir)
+        raise
     total = time.perf_counter() - t_start
     timings = dict(timer.seconds)
     timings["total_this_process"] = total
@@ -312,13 +316,24 @@ def _run(cfg: DictConfig, job_dir: Path, job_name: str, chash: str, *, tracker_i
     }
     if ctx.active:
         record["distributed"] = ctx.record()
-    atomic_write_text(job_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    atomic_write_json(job_dir / METRICS_JSON, record)
+    try:
+        atomic_write_text(job_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        atomic_write_json(job_dir / METRICS_JSON, record)
+    except BaseException:
+        _discard_outputs(job_dir)
+        raise
     with contextlib.suppress(FileNotFoundError):
         (job_dir / CHECKPOINT).unlink()
     _say(cfg, f"[fpbench] {cfg.sweep.name}/{job_name}: " + format_values(values, uncal)
          + f"  -> {job_dir / METRICS_JSON}")
     return record, sample_files
+
+
+def _discard_outputs(job_dir: Path) -> None:
+    """Writing the result failed (disk full, ...): remove its other files, a result is all or nothing."""
+    for path in [job_dir / "config.yaml", *job_dir.glob("samples_*.png")]:
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 def _seed_batches(cfg: DictConfig, batch_size: int, start: int, end: int | None = None) -> Iterator[tuple[int, list[int]]]:
