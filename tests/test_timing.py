@@ -48,13 +48,11 @@ def test_best_batch_size_stops_at_out_of_memory():
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="peak RSS reset needs Linux /proc")
 def test_peak_memory_sees_a_transient_allocation():
-    with timing.peak_memory() as quiet:
-        pass
     with timing.peak_memory() as busy:
-        x = torch.ones(64 * 2 ** 20 // 4)   # 64 MB, freed before the block ends
+        x = torch.ones(96 * 2 ** 20 // 4)   # 96 MB, touched, freed before the block ends
         del x
     assert not busy.host_peak_is_process_max
-    assert (busy.host_peak_mb - busy.host_start_mb) - (quiet.host_peak_mb - quiet.host_start_mb) > 48
+    assert busy.host_peak_mb - busy.host_start_mb > 64, busy
 
 
 def test_table3_row_on_tiny():
