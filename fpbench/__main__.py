@@ -29,6 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         argv = rewrite_model_path(argv)
         if not any(a.split("=")[0] in _INFO_FLAGS for a in argv if a.startswith("-")):
+            check_flags(argv)
             preflight(argv)
     except FpbenchError as err:
         return fail(err)
@@ -45,6 +46,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         sys.argv = saved
     return 0
+
+
+def check_flags(argv: list[str]) -> None:
+    """Hydra's own argument parser, with its multi-line usage error turned into one line."""
+    from hydra._internal.utils import get_args_parser
+
+    from .errors import ConfigError
+
+    def error(message: str):
+        raise ConfigError(f"{message}; flags such as -m go before the overrides (`{PROG} --help` lists them)")
+
+    parser = get_args_parser()
+    parser.error = error
+    parser.parse_args(argv)
 
 
 def fail(err: BaseException) -> int:

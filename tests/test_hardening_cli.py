@@ -84,6 +84,9 @@ CLI_CASES = [
     CliCase("checkpoint_every=0", ["checkpoint_every=0"], r"checkpoint_every=0 is invalid"),
     CliCase("unknown treatment", ["treatment=cure"], r"unknown treatment option 'cure'; choose one of"),
     CliCase("unknown sweep", ["sweep=table9"], r"unknown sweep option 'table9'"),
+    CliCase("unknown flag", ["--bogus"], r"unrecognized arguments: --bogus .*; flags such as -m go before the overrides"),
+    CliCase("flag between overrides", ["-m", "treatment=truncation,rescale"],
+            r"unrecognized arguments: treatment=truncation,rescale .*flags such as -m go before the overrides"),
     CliCase("CUDA device that does not exist", ["device=cuda:7"], r"device=cuda:7 but",
             skip=lambda: "8 CUDA devices here" if torch.cuda.device_count() > 7 else None),
     # files: missing, empty, corrupt, wrong format, hostile, permission denied, disk full
