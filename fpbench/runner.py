@@ -428,7 +428,21 @@ def _time_generation(cfg, G, arm: Arm, device, dtype, batch_size, timer, job_nam
             bar.update(len(seeds))
         bar.close()
     seconds = timer.seconds[stage]
-    return {"seconds_per_image": seconds / cfg.n, "images_per_second": cfg.n / seconds}, cfg.n
+    values = {"seconds_per_image": seconds / cfg.n, "images_per_second": cfg.n / seconds}
+    if treated:
+        # Across jobs, load drift swamps a few % of overhead: also time plain and treated interleaved on
+        # one batch in this job (fpbench.timing; paired ratios, treatment entered per call as per batch).
+        from . import timing
+
+        z = seeds_to_z(warm_seeds, G.z_dim, device=device, dtype=dtype)
+        c = _labels(G, batch_size, device, dtype)
+        repeats = max(3, min(15, cfg.n // batch_size))
+        times = timing.interleaved(timing.generation_fns(G, arm.treatment, z, c, cfg.noise_mode),
+                                   repeats=repeats, warmup=1, device=device, clock="wall")
+        values["paired_plain_seconds_per_image"] = timing.median(times["plain"]) / batch_size
+        values["paired_treated_seconds_per_image"] = timing.median(times["treated"]) / batch_size
+        values["treated_over_plain"] = timing.ratio(times, "treated", "plain")
+    return values, cfg.n
 
 
 # ---------------------------------------------------------------------------------------------

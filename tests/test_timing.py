@@ -77,3 +77,19 @@ def test_bench_generator_names_and_checkpoint_round_trip(tmp_path):
     z = torch.randn(2, G.z_dim)
     with torch.no_grad():
         torch.testing.assert_close(G(z), H(z), rtol=0, atol=0)
+
+
+def test_runner_timing_job_records_paired_ratio(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from fpbench.__main__ import CONF_DIR, _strip_hydra
+    from fpbench.runner import run_job
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        cfg = _strip_hydra(compose("config", overrides=[
+            "sweep=table3", "model=tiny", "treatment=rescale", "execution=batched", "n=16", "batch_size=4",
+            "stats.n=16", "device=cpu", "logger=none", "progress=false", "resume=false",
+            f"results_dir={tmp_path}", "hydra.mode=RUN"]))
+    values = run_job(cfg, tmp_path / "job")["values"]
+    assert values["seconds_per_image"] > 0 and values["paired_plain_seconds_per_image"] > 0
+    assert 0.2 < values["treated_over_plain"] < 5
