@@ -158,8 +158,14 @@ class Context:
         return merge_samples([p["samples"] for p in parts], keep)
 
     def remove_checkpoint(self, job_dir: Path) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            (Path(job_dir) / self.checkpoint_name).unlink()
+        """After the result is written: this rank's checkpoint; on rank 0 also those left by a
+        killed run with another number of ranks (they can no longer be resumed)."""
+        paths = [Path(job_dir) / self.checkpoint_name]
+        if self.is_main:
+            paths += Path(job_dir).glob("checkpoint.rank*-of-*.pt")
+        for path in paths:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
 
 def seed_slice(n: int, batch_size: int, rank: int, world: int) -> tuple[int, int]:

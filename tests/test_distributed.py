@@ -74,6 +74,22 @@ def test_not_distributed_is_one_process(monkeypatch):
     assert ctx.broadcast({"x": 1}, "t") == {"x": 1} and ctx.gather(3, "t") == [3]
 
 
+def test_a_rank_resumes_only_its_own_slice(tmp_path):
+    ctx = D.Context(rank=1, world=2)    # no process group: collectives are the identity
+    assert ctx.checkpoint_name == "checkpoint.rank1-of-2.pt"
+    mine = {"rank": 1, "world": 2, "slice": [6, 12], "batch_size": 2, "position": 8}
+    assert ctx.plan(12, 2, mine) == (6, 12, 2, mine)
+    for stale in ({**mine, "world": 3}, {**mine, "rank": 0}, {**mine, "slice": [4, 12]}, {**mine, "batch_size": 3},
+                  {**mine, "position": 2}):
+        assert ctx.plan(12, 2, stale)[3] is None
+    for name in ("checkpoint.rank1-of-2.pt", "checkpoint.rank0-of-3.pt", "metrics.json"):
+        (tmp_path / name).write_text("x")
+    ctx.remove_checkpoint(tmp_path)            # a rank removes its own checkpoint only
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.rank0-of-3.pt", "metrics.json"]
+    D.Context().remove_checkpoint(tmp_path)    # rank 0 also removes those of runs with another world size
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
 # ---------------------------------------------------------------------------------------------
 # 2 processes (gloo) vs 1
 
