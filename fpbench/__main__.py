@@ -27,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .errors import FpbenchError
 
     try:
-        argv = rewrite_model_path(argv)
+        argv = rewrite_model_path(rewrite_group_appends(argv))
         if not any(a.split("=")[0] in _INFO_FLAGS for a in argv if a.startswith("-")):
             check_flags(argv)
             preflight(argv)
@@ -98,6 +98,20 @@ def _is_config_error(err: BaseException) -> bool:
     from omegaconf.errors import OmegaConfBaseException
 
     return isinstance(err, (HydraException, OmegaConfBaseException))
+
+
+# Groups that config.yaml already selects: `+group=x` (the usual spelling for adding a sweep) would be
+# refused by Hydra as a second value, so it is read as `group=x`.
+_DEFAULT_GROUPS = ("sweep", "size", "model", "dataset", "treatment", "metrics", "logger", "launcher")
+
+
+def rewrite_group_appends(argv: list[str]) -> list[str]:
+    """`+sweep=table1` -> `sweep=table1` for groups the defaults list already holds."""
+    out = []
+    for arg in argv:
+        key, eq, value = arg.partition("=")
+        out.append(f"{key[1:]}={value}" if eq and key.startswith("+") and key[1:] in _DEFAULT_GROUPS else arg)
+    return out
 
 
 def rewrite_model_path(argv: list[str]) -> list[str]:
