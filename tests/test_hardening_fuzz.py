@@ -25,7 +25,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fpbench.errors import CheckpointError, FpbenchError
+from fpbench.errors import CheckpointError
 from fpbench.generators import load_generator
 
 TIME_LIMIT_S = 20.0          # per input; a genuine fixture loads in ~0.1 s

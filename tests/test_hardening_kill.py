@@ -121,6 +121,7 @@ def _check(camp: Campaign, kills: int) -> None:
     assert camp.kills >= kills, camp.line()
 
 
+@pytest.mark.slow
 def test_kill_and_resume_quick(tmp_path):
     camp, _ = kill_campaign(tmp_path, QUICK, kills=2, seed=1)
     _check(camp, 2)

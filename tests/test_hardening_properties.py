@@ -8,7 +8,6 @@ explicitly. Runs are derandomized and keep no example database, so CI is reprodu
 
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings

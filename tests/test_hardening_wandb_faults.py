@@ -60,6 +60,7 @@ def test_offline(tmp_path, reference, monkeypatch):
     assert warned == []
 
 
+@pytest.mark.slow
 def test_unreachable_server(tmp_path, reference, monkeypatch):
     """Online mode against a server that refuses connections: init times out, the job goes on."""
     monkeypatch.delenv("WANDB_MODE", raising=False)
