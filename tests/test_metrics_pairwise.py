@@ -156,3 +156,17 @@ def test_state_is_one_float_per_image():
 def test_random_weights_and_path_conflict(tmp_path):
     with pytest.raises(ConfigError, match="backbone_weights= was also given"):
         M.create("lpips", pretrained=False, backbone_weights=str(tmp_path / "a.pth"))
+
+
+def test_random_weight_lpips_is_non_negative():
+    """Random heads stay non-negative like trained ones, so the score remains a distance."""
+    from fpbench.metrics.lpips_metric import build_lpips
+
+    heads = list(build_lpips("alex", pretrained=False).lins.parameters())
+    assert heads and all(float(w.min()) >= 0 for w in heads)
+    g = torch.Generator().manual_seed(3)
+    a = torch.rand(6, 3, 32, 32, generator=g) * 2 - 1
+    b = (a + 0.3 * torch.randn(6, 3, 32, 32, generator=g)).clamp(-1, 1)
+    m = M.create("lpips", pretrained=False)
+    m.update(a, b)
+    assert m.compute()["lpips"] > 0

@@ -76,6 +76,12 @@ def build_lpips(net: str = "alex", *, pretrained: bool = True, backbone_weights=
                             model_path=None if heads_weights is None else str(heads_weights))
     if backbone is not None:
         _load_backbone(model.net, torch.load(backbone, map_location="cpu", weights_only=True))
+    if not pretrained:
+        # LPIPS training keeps its linear heads non-negative, which makes the score a distance (>= 0);
+        # random heads keep that property.
+        with torch.no_grad():
+            for param in model.lins.parameters():
+                param.abs_()
     return model.eval().requires_grad_(False)
 
 
