@@ -351,3 +351,20 @@ def test_oversized_init_kwargs_are_a_checkpoint_error(fixtures_dir, tmp_path):
     path.write_bytes(b"".join(o[2] for o in ops))
     with _guarded(), pytest.raises(CheckpointError, match=r"^cannot build a stylegan2 generator for huge.pkl"):
         load_generator(path)
+
+
+# Inputs the long campaign once found crashing the loader, kept as regressions.
+REGRESSIONS = [
+    ("sg2_a.pkl", [("string", 0.48351315432911607, "_modules"), ("int", 0.9374332079639883, 0),
+                   ("flip", 0.665787616479073, 255), ("string", 0.5225959554579889, "_modules")]),  # _modules = 0
+]
+
+
+def test_fuzz_regressions(fixtures_dir, tmp_path):
+    sources = _load_sources(fixtures_dir, tmp_path)
+    tally = Tally()
+    with _guarded():
+        for name, recipe in REGRESSIONS:
+            try_one(mutate(sources[name], recipe, tmp_path / "PWNED"), sources[name], tmp_path,
+                    tmp_path / "PWNED", tally, (name, recipe))
+    assert not tally.failures and tally.refused == len(REGRESSIONS), tally.failures

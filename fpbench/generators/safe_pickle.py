@@ -313,6 +313,8 @@ def _flatten_state(record: PersistentRecord, prefix: str, out: dict, classes: li
     classes.append(record.class_name)
     st = record.state
     non_persistent = st.get("_non_persistent_buffers_set") or set()
+    if not isinstance(non_persistent, (set, frozenset, list, tuple)):
+        raise CheckpointError(f"cannot read {label}: {prefix or 'generator '}_non_persistent_buffers_set is not a set")
     for group in ("_parameters", "_buffers"):
         entries = st.get(group) or {}
         if not isinstance(entries, dict):
@@ -323,7 +325,10 @@ def _flatten_state(record: PersistentRecord, prefix: str, out: dict, classes: li
             if not isinstance(tensor, torch.Tensor):
                 raise CheckpointError(f"cannot read {label}: {prefix}{name} is not a tensor")
             out[prefix + name] = tensor
-    for name, child in (st.get("_modules") or {}).items():
+    modules = st.get("_modules") or {}
+    if not isinstance(modules, dict):
+        raise CheckpointError(f"cannot read {label}: {prefix or 'generator '}_modules is not a dict")
+    for name, child in modules.items():
         if child is None:
             continue
         if not isinstance(child, PersistentRecord):
