@@ -210,8 +210,15 @@ def test_sidecar_wrong_kwargs_message(fixtures_dir, tmp_path):
 
 # ---------------------------------------------------------------- bad inputs
 
-def _cache_files(tmp_path_factory):
-    root = tmp_path_factory.getbasetemp() / "fpbench-cache"
+@pytest.fixture
+def own_cache(tmp_path, monkeypatch):
+    """A cache of this test's own: other tests share the session cache and leave files in it."""
+    root = tmp_path / "own-cache"
+    monkeypatch.setenv("FPBENCH_CACHE", str(root))
+    return root
+
+
+def _cache_files(root):
     return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
 
 
@@ -300,32 +307,32 @@ def test_unknown_suffix(tmp_path):
         load_generator(tmp_path / "g.onnx")
 
 
-def test_unknown_zoo_name_offline(tmp_path_factory):
+def test_unknown_zoo_name_offline(own_cache):
     with pytest.raises(ConfigError) as e:
         load_generator("sg2-ffhq-2048")
     msg = _one_line_error(e, ConfigError)
     assert msg.startswith("unknown model 'sg2-ffhq-2048'; valid zoo names: ")
     assert all(name in msg for name in ZOO)
-    assert _cache_files(tmp_path_factory) == []
+    assert _cache_files(own_cache) == []
 
 
-def test_known_zoo_name_offline(tmp_path_factory):
+def test_known_zoo_name_offline(own_cache):
     entry = ZOO["sg3-t-ffhq-1024"]
     with pytest.raises(MissingFileError) as e:
         load_generator("sg3-t-ffhq-1024")
     msg = _one_line_error(e, MissingFileError)
-    dest = tmp_path_factory.getbasetemp() / "fpbench-cache" / "models" / entry.filename
+    dest = own_cache / "models" / entry.filename
     assert entry.url in msg and str(dest) in msg
-    assert _cache_files(tmp_path_factory) == []
+    assert _cache_files(own_cache) == []
 
 
-def test_known_zoo_name_with_mirror_offline(tmp_path_factory):
+def test_known_zoo_name_with_mirror_offline(own_cache):
     entry = ZOO["sg2-ffhq-1024"]
     with pytest.raises(MissingFileError) as e:
         load_generator("sg2-ffhq-1024")
     msg = _one_line_error(e, MissingFileError)
     assert entry.url in msg and entry.filename in msg and entry.mirrors[0][0] in msg
-    assert _cache_files(tmp_path_factory) == []
+    assert _cache_files(own_cache) == []
 
 
 def test_zoo_table():
