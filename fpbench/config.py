@@ -140,6 +140,7 @@ class Config:
     resume: bool = True            # skip finished jobs, resume killed ones
     progress: bool = True
     profile: bool = False          # synchronize the device at stage boundaries for exact timings
+    deterministic: bool = False    # deterministic GPU kernels, no TF32 (slower; CPU is deterministic anyway)
 
 
 # Keys that change how a job runs but not its numbers: left out of the config hash and job names.

@@ -80,6 +80,10 @@ def run_job(cfg: DictConfig, job_dir: str | os.PathLike, *, job_name: str | None
     from .tracking import Tracker, start_job_tracker
 
     validate(cfg)
+    if cfg.deterministic:
+        from .determinism import enable_deterministic
+
+        enable_deterministic()
     ctx = distributed.context(cfg.device)  # rank 0 of 1 unless started by torchrun / a multi-task job
     job_dir = Path(job_dir)
     job_name = job_name or job_dir.name
