@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError
+from .stylegan3 import layer_schedule
 
 __all__ = ["infer_init_kwargs", "stylegan3_layer_names"]
 
@@ -122,16 +123,9 @@ def stylegan3_layer_names(img_resolution: int, img_channels: int, channel_base: 
                           first_stopband: float = 2 ** 2.1, last_stopband_rel: float = 2 ** 0.3,
                           margin_size: int = 10) -> list[str]:
     """Names `L{i}_{size}_{channels}` that NVIDIA's StyleGAN3 synthesis network gives its layers."""
-    last_cutoff = img_resolution / 2
-    last_stopband = last_cutoff * last_stopband_rel
-    exponents = np.minimum(np.arange(num_layers + 1) / (num_layers - num_critical), 1)
-    cutoffs = first_cutoff * (last_cutoff / first_cutoff) ** exponents
-    stopbands = first_stopband * (last_stopband / first_stopband) ** exponents
-    sampling_rates = np.exp2(np.ceil(np.log2(np.minimum(stopbands * 2, img_resolution))))
-    sizes = sampling_rates + margin_size * 2
-    sizes[-2:] = img_resolution
-    channels = np.rint(np.minimum((channel_base / 2) / cutoffs, channel_max))
-    channels[-1] = img_channels
+    _, _, _, sizes, channels = layer_schedule(img_resolution, img_channels, channel_base, channel_max, num_layers,
+                                              num_critical, first_cutoff, first_stopband, last_stopband_rel,
+                                              margin_size)
     return [f"L{i}_{int(sizes[i])}_{int(channels[i])}" for i in range(num_layers + 1)]
 
 

@@ -226,6 +226,29 @@ class SynthesisLayer(torch.nn.Module):
                 f"cutoff={self.in_cutoff:g}->{self.out_cutoff:g}")
 
 
+def layer_schedule(img_resolution, img_channels, channel_base=32768, channel_max=512, num_layers=14,
+                   num_critical=2, first_cutoff=2, first_stopband=2 ** 2.1, last_stopband_rel=2 ** 0.3,
+                   margin_size=10):
+    """Per-layer (cutoffs, sampling rates, transition half-widths, sizes, channels) of the synthesis network.
+
+    Index i is layer L{i}; index 0 also describes the Fourier-feature input. Shared with checkpoint
+    kwargs inference, which searches for the kwargs whose layer names match a state dict's.
+    """
+    # Cutoffs and stopbands grow geometrically until the critically sampled layers at the end.
+    last_cutoff = img_resolution / 2
+    last_stopband = last_cutoff * last_stopband_rel
+    exponents = np.minimum(np.arange(num_layers + 1) / (num_layers - num_critical), 1)
+    cutoffs = first_cutoff * (last_cutoff / first_cutoff) ** exponents
+    stopbands = first_stopband * (last_stopband / first_stopband) ** exponents
+    rates = np.exp2(np.ceil(np.log2(np.minimum(stopbands * 2, img_resolution))))
+    half_widths = np.maximum(stopbands, rates / 2) - cutoffs
+    sizes = rates + margin_size * 2
+    sizes[-2:] = img_resolution
+    channels = np.rint(np.minimum((channel_base / 2) / cutoffs, channel_max))
+    channels[-1] = img_channels
+    return cutoffs, rates, half_widths, sizes, channels
+
+
 class SynthesisNetwork(torch.nn.Module):
     """ws [N, num_ws, w_dim] -> image; `input` then layers L0..L{num_layers} (the last is ToRGB)."""
 
@@ -238,18 +261,9 @@ class SynthesisNetwork(torch.nn.Module):
         self.num_layers, self.num_critical = num_layers, num_critical
         self.margin_size, self.output_scale, self.num_fp16_res = margin_size, output_scale, num_fp16_res
 
-        # Cutoffs and stopbands grow geometrically until the critically sampled layers at the end.
-        last_cutoff = img_resolution / 2
-        last_stopband = last_cutoff * last_stopband_rel
-        exponents = np.minimum(np.arange(num_layers + 1) / (num_layers - num_critical), 1)
-        cutoffs = first_cutoff * (last_cutoff / first_cutoff) ** exponents
-        stopbands = first_stopband * (last_stopband / first_stopband) ** exponents
-        rates = np.exp2(np.ceil(np.log2(np.minimum(stopbands * 2, img_resolution))))
-        half_widths = np.maximum(stopbands, rates / 2) - cutoffs
-        sizes = rates + margin_size * 2
-        sizes[-2:] = img_resolution
-        channels = np.rint(np.minimum((channel_base / 2) / cutoffs, channel_max))
-        channels[-1] = img_channels
+        cutoffs, rates, half_widths, sizes, channels = layer_schedule(
+            img_resolution, img_channels, channel_base, channel_max, num_layers, num_critical, first_cutoff,
+            first_stopband, last_stopband_rel, margin_size)
 
         self.input = SynthesisInput(w_dim, int(channels[0]), int(sizes[0]), rates[0], cutoffs[0])
         self.layer_names = []

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from ..stats import FeatureStats
 from . import functional as F
-from .hooks import Treatment, check_layers_arg, check_number, resolve_layers
-from .rescaling import channel_check, check_stats, stats_on_device
+from .hooks import check_number
+from .rescaling import FeatureRescaling, channel_check
 
 
-class LayerwiseRescaling(Treatment):
+class LayerwiseRescaling(FeatureRescaling):
     """Rescale the Eq. 3 risky channels (``r > t``) that also correlate with the layer's mean
     absolute "cancer" map above ``t_prime`` (Eq. 5-7); see `functional.layerwise_mask`.
 
@@ -19,25 +19,13 @@ class LayerwiseRescaling(Treatment):
 
     def __init__(self, stats: FeatureStats, t: float = 2.0, p: float = 2.0, t_prime: float = 0.5,
                  layers=None, c: float = 0.1):
-        self.stats = check_stats(stats)
-        self.t = check_number("t", t, low=0.0)
-        self.p = check_number("p", p, low=0.0, low_inclusive=False)
         self.t_prime = check_number("t_prime", t_prime)
-        self.c = check_number("c", c, low=0.0)
-        self.layers = check_layers_arg(layers)
-        self._verified: dict = {}
-        if self.layers is not None:   # values now; names against G and missing layers at applied(G)
-            self.stats.validate([layer for layer in self.layers if layer in self.stats.mean])
+        super().__init__(stats, t=t, p=p, layers=layers, risk_rule="paper", c=c)
 
     @property
     def params(self) -> dict:
         return {"t": self.t, "p": self.p, "t_prime": self.t_prime, "c": self.c,
                 "layers": "default" if self.layers is None else list(self.layers)}
-
-    def _prepare(self, G):
-        layers = resolve_layers(G, self.layers)
-        stats = stats_on_device(self.stats, G, layers, self._verified)
-        return [(layer, self._hook(layer, *stats[layer])) for layer in layers]
 
     def _hook(self, layer, mean, std):
         t, p, t_prime, c = self.t, self.p, self.t_prime, self.c
