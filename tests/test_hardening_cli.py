@@ -48,12 +48,13 @@ def _write(name: str, data: bytes):
     return lambda tmp: (tmp / name).write_bytes(data)
 
 
-def _copy_fixture(name: str, dest: str):
+def _copy_fixture(name: str, dest: str, nbytes: int | None = None):
+    """Copy a fixture (its first `nbytes` only, if given); skip where the fixtures are absent."""
     def setup(tmp):
         src = FIXTURES / name
         if not src.exists():
             pytest.skip(f"fixture {src} not found")
-        (tmp / dest).write_bytes(src.read_bytes())
+        (tmp / dest).write_bytes(src.read_bytes()[:nbytes])
     return setup
 
 
@@ -96,7 +97,7 @@ CLI_CASES = [
     CliCase("hostile checkpoint", ["model={tmp}/net.pkl"], r"refusing to load net\.pkl: it references os\.system",
             setup=_write("net.pkl", b"\x80\x04cos\nsystem\n\x8c\x04true\x85R.")),
     CliCase("truncated safetensors checkpoint", ["model={tmp}/g.safetensors"], r"cannot read g\.safetensors: .*truncated or corrupt",
-            setup=lambda tmp: (tmp / "g.safetensors").write_bytes((FIXTURES / "sg2_a.safetensors").read_bytes()[:5000])),
+            setup=_copy_fixture("sg2_a.safetensors", "g.safetensors", nbytes=5000)),
     CliCase("checkpoint not readable", ["model={tmp}/g.pkl"], r"cannot read .*g\.pkl \(Permission denied\)",
             setup=_copy_fixture("sg2_a.pkl", "g.pkl"), around=lambda tmp: denied(tmp / "g.pkl")),
     CliCase("dataset path that does not exist", ["dataset=ffhq", "dataset.path={tmp}/ffhq.zip"], r"dataset path .*ffhq\.zip does not exist"),
