@@ -135,12 +135,16 @@ def fig6(runs: list[Run], out_base: Path) -> list[Path]:
                 ax.annotate(f"t={t:g},p={p_:g}", (rc, p), fontsize=7, xytext=(3, -9), textcoords="offset points")
             ax.scatter([], [], c="tab:orange", s=40, label="ours (t, p)")
         _zoom(ax, group, [(1.0, _pr(base)[1])] if base is not None else [])
-        ax.set_xlabel("recall (diversity)")
-        ax.set_ylabel("precision (quality)")
-        ax.set_title(_title(model, dataset, group), fontsize=9)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower left")
+        _style_pr_axes(ax, _title(model, dataset, group))
     return _finish(fig, plt, out_base, uncal)
+
+
+def _style_pr_axes(ax, title: str) -> None:
+    ax.set_xlabel("recall (diversity)")
+    ax.set_ylabel("precision (quality)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
 
 
 def fig9(runs: list[Run], out_base: Path) -> list[Path]:
@@ -177,9 +181,5 @@ def fig9(runs: list[Run], out_base: Path) -> list[Path]:
             p0, r0 = _pr(base)
             ax.scatter([r0], [p0], c="black", marker="s", s=50, zorder=5, label="untreated")
         _zoom(ax, [r for r in group if r.treatment in ("rescale", "none")])
-        ax.set_xlabel("recall (diversity)")
-        ax.set_ylabel("precision (quality)")
-        ax.set_title(_title(model, dataset, group), fontsize=9)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower left")
+        _style_pr_axes(ax, _title(model, dataset, group))
     return _finish(fig, plt, out_base, uncal)
